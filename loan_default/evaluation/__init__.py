@@ -1,0 +1,1 @@
+"""Threshold choice, metrics, plots, baselines, SHAP and the evaluation report."""

@@ -1,0 +1,1 @@
+"""Freddie Mac file layouts, reader, outcome labeller and synthetic data generator."""
