@@ -1,0 +1,52 @@
+# loan-default: `make help` lists the targets. Everything installs into .venv on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed-stamp
+EXTRAS ?= dev,azure,tracking
+ARGS ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help install train test test-full bench lint format serve clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): setup.cfg pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	@# torch first and pinned: an open range pulls a multi-GB CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the project (only when setup.cfg changed)
+
+train: $(STAMP) ## Train on the embedded synthetic data (ARGS="model=ann_large ..." for Hydra overrides)
+	$(PY) train.py $(ARGS)
+
+test: $(STAMP) ## Run the test suite (without tests marked slow)
+	$(PY) -m pytest -m "not slow" $(ARGS)
+
+test-full: $(STAMP) ## Run every test, slow ones included
+	$(PY) -m pytest $(ARGS)
+
+bench: $(STAMP) ## Run the benchmarks in bench/ (each prints a ratio against a baseline measured in the same run)
+	@set -e; for b in bench/*.py; do echo "== $$b"; $(PY) $$b $(ARGS); done
+
+serve: $(STAMP) ## Serve the newest model bundle over REST (ARGS="bundle=<path> port=8000")
+	$(PY) serve.py $(ARGS)
+
+lint: $(STAMP) ## Check style with ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP) ## Format the code with ruff
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean: ## Remove generated data, runs and caches (keeps .venv)
+	rm -rf data logs outputs multirun .pytest_cache

@@ -1,0 +1,1 @@
+"""Splits, preprocessing, outlier removal, batch sampling and the LightningDataModule."""
