@@ -1,0 +1,536 @@
+"""Synthetic Freddie Mac generator: exact file format, consistent histories, calibrated truth, real non-linearity.
+
+Format checks parse the files with plain ``str.split('|')`` against schema.py; label checks use a tiny reference
+labeller written here (independent of the generator), and one round trip goes through the project's reader and labeller.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from loan_default.freddie import schema, synthetic
+from loan_default.freddie.economy import month_index
+from loan_default.freddie.hazard import default_probability
+from loan_default.freddie.loans import load_loan_table
+from loan_default.freddie.synthetic import (
+    MANIFEST,
+    PERFORMANCE_LAYOUT_FOR,
+    SyntheticArgumentError,
+    ensure_synthetic,
+    generate,
+    main,
+    parse_vintages,
+)
+from loan_default.freddie.synthetic_loans import CORRUPTIONS, draw_loans, mask_missing
+from loan_default.freddie.synthetic_paths import simulate_histories
+from loan_default.freddie.synthetic_text import AtomicWriter, origination_table, performance_table
+
+SMALL, LARGE = 2_000, 20_000
+CREDIT_EVENTS = {"02", "03", "09", "15"}
+ID_PATTERN = re.compile(r"^F(\d{2})Q([1-4])(\d{7})$")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Fixtures and helpers
+# ---------------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> tuple[Path, dict]:
+    folder = tmp_path_factory.mktemp("small")
+    return folder, generate(folder, SMALL, seed=7)
+
+
+@pytest.fixture(scope="module")
+def large(tmp_path_factory) -> tuple[Path, dict]:
+    folder = tmp_path_factory.mktemp("large")
+    return folder, generate(folder, LARGE, seed=11)
+
+
+def lines(path: Path) -> list[list[str]]:
+    return [line.split("|") for line in path.read_text().splitlines()]
+
+
+def read_pipe(path: Path, columns: tuple[str, ...], keep: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """A pipe-delimited file as raw strings, named by a layout's columns (only ``keep`` ones if given)."""
+    wanted = [i for i, name in enumerate(columns) if keep is None or name in keep]
+    frame = pd.read_csv(path, sep="|", header=None, dtype=str, keep_default_na=False, usecols=wanted)
+    frame.columns = [columns[i] for i in wanted]
+    return frame
+
+
+def read_folder(
+    folder: Path, layout: str = "orig32", keep: tuple[str, ...] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """All origination and performance rows of a generated folder, as raw strings (plus the file's year)."""
+    orig_cols = schema.ORIGINATION_LAYOUTS[layout].columns
+    perf_cols = schema.PERFORMANCE_LAYOUTS[PERFORMANCE_LAYOUT_FOR[layout]].columns
+    origs, perfs = [], []
+    for path in sorted(folder.glob("sample_orig_*.txt")):
+        year = int(path.stem[-4:])
+        origs.append(read_pipe(path, orig_cols).assign(file_year=year))
+        perfs.append(read_pipe(folder / f"sample_svcg_{year}.txt", perf_cols, keep))
+    return pd.concat(origs, ignore_index=True), pd.concat(perfs, ignore_index=True)
+
+
+def numeric(values: pd.Series, missing: tuple[str, ...] = ()) -> np.ndarray:
+    """Raw text -> float, with blanks and the given missing codes as NaN."""
+    return pd.to_numeric(values.where(~values.isin(("",) + missing)), errors="raise").to_numpy(np.float64)
+
+
+def reference_labels(orig: pd.DataFrame, perf: pd.DataFrame, horizon: int = 24) -> pd.DataFrame:
+    """The contract's default label, written out plainly: per loan `default`, `censored`, `first_default_age`."""
+    fpd = orig.set_index("loan_id")["first_payment_date"].astype(int)
+    period = perf["period"].astype(int).to_numpy()
+    age = month_index(period) - month_index(fpd.loc[perf["loan_id"]].to_numpy()) + 1
+    status = perf["delinquency_status"]
+    known = ~status.isin(("XX", ""))
+    months_late = pd.to_numeric(status.where(known & (status != "RA")), errors="coerce").fillna(0).to_numpy()
+    event = (months_late >= 3) | (status == "RA").to_numpy() | perf["zero_balance_code"].isin(CREDIT_EVENTS)
+    event_in_horizon = event & (age <= horizon)
+    frame = pd.DataFrame(
+        {
+            "loan_id": perf["loan_id"],
+            "event_age": np.where(event_in_horizon, age, np.inf),
+            "known_age": np.where(known, age, -np.inf),
+            "terminated": perf["zero_balance_code"] != "",
+        }
+    )
+    per_loan = frame.groupby("loan_id").agg(
+        first_default_age=("event_age", "min"), last_known=("known_age", "max"), terminated=("terminated", "any")
+    )
+    per_loan["default"] = np.isfinite(per_loan["first_default_age"])
+    per_loan["censored"] = ~per_loan["default"] & ~per_loan["terminated"] & (per_loan["last_known"] < horizon)
+    return per_loan
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Format: field counts, parseability, value formats
+# ---------------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("layout", sorted(PERFORMANCE_LAYOUT_FOR))
+def test_field_counts_and_layout_detection_per_layout(tmp_path: Path, layout: str) -> None:
+    summary = generate(tmp_path, 300, seed=1, vintages="2016-2018", layout=layout)
+    orig_layout = schema.ORIGINATION_LAYOUTS[layout]
+    perf_layout = schema.PERFORMANCE_LAYOUTS[summary["performance_layout"]]
+    for year in (2016, 2017, 2018):
+        orig = lines(tmp_path / f"sample_orig_{year}.txt")
+        perf = lines(tmp_path / f"sample_svcg_{year}.txt")
+        assert {len(f) for f in orig} == {orig_layout.n_fields}
+        assert {len(f) for f in perf} == {perf_layout.n_fields}
+        assert {schema.detect_origination_layout(f).name for f in orig} == {layout}
+        assert schema.detect_performance_layout(perf[0]).name == perf_layout.name
+    assert sum(len(lines(tmp_path / f"sample_orig_{y}.txt")) for y in (2016, 2017, 2018)) == 300
+
+
+def _check_field(f: schema.Field, raw: str) -> str | None:
+    """What is wrong with a raw value under the schema's parsing rules (None if it parses)."""
+    if f.is_missing(raw) or raw == "" and f.blank_means is not None:
+        return None
+    if f.kind is schema.Kind.DATE:
+        if not re.fullmatch(r"\d{6}", raw) or not 1 <= int(raw[4:]) <= 12:
+            return "bad date"
+    elif f.kind is schema.Kind.INT:
+        if not re.fullmatch(r"-?\d+", raw):
+            return "not an integer"
+    elif f.kind is schema.Kind.FLOAT:
+        try:
+            float(raw)
+        except ValueError:
+            return "not a number"
+    elif f.kind is schema.Kind.CODE and f.codes is not None and raw not in f.codes:
+        return "unknown code"
+    return None
+
+
+def test_every_value_parses_with_the_schema_rules(small) -> None:
+    folder, _ = small
+    problems: Counter[tuple[str, str]] = Counter()
+    orig_layout, perf_layout = schema.ORIGINATION_LAYOUTS["orig32"], schema.PERFORMANCE_LAYOUTS["perf32"]
+    for path in sorted(folder.glob("sample_*_*.txt")):
+        layout = orig_layout if "orig" in path.name else perf_layout
+        for fields in lines(path):
+            for name, raw in zip(layout.columns, fields, strict=True):
+                f = layout.fields[name]
+                if name == "delinquency_status":
+                    bad = None if raw in ("RA", "XX", "") or raw.isdigit() else "bad status"
+                elif name == "net_sale_proceeds":
+                    bad = None if raw in ("", "U", "C") else _check_field(schema.PERFORMANCE_FIELDS["expenses"], raw)
+                else:
+                    bad = _check_field(f, raw)
+                if bad:
+                    problems[(name, bad)] += 1
+    assert not problems, problems
+
+
+def test_origination_values_look_like_freddie_macs(small) -> None:
+    folder, _ = small
+    orig, _ = read_folder(folder)
+    truth = pd.read_csv(folder / "truth.csv", keep_default_na=False)
+    clean = (truth.set_index("loan_id").loc[orig["loan_id"], "corrupted"] == 0).to_numpy()
+
+    ids = orig["loan_id"].str.extract(ID_PATTERN)
+    assert ids.notna().all().all(), "loan ids look like F07Q10000001"
+    assert orig["loan_id"].is_unique
+    # The id's year is the file's vintage; its quarter is the note date's, one to three months before the first payment.
+    assert ((2000 + ids[0].astype(int)) == orig["file_year"]).all()
+    fpd = orig["first_payment_date"].astype(int).to_numpy()
+    quarter_start = (2000 + ids[0].astype(int)) * 12 + (ids[1].astype(int) - 1) * 3
+    lag = month_index(fpd) - quarter_start.to_numpy()
+    assert lag.min() >= 1 and lag.max() <= 5
+    term = orig["orig_term"].astype(int).to_numpy()
+    assert (month_index(orig["maturity_date"].astype(int).to_numpy()) == month_index(fpd) + term - 1).all()
+
+    upb = orig["orig_upb"].astype(int)[clean]
+    assert (upb % 1000 == 0).all() and upb.min() >= 1000
+    assert orig["orig_rate"].str.fullmatch(r"\d+\.\d{3}").all()
+    # Zero padding in some rows, not in others (both must be read).
+    assert {"000", "0"} <= set(orig["mi_pct"]) and {"01", "02", "1", "2"} <= set(orig["num_borrowers"])
+    ltv, cltv = numeric(orig["ltv"], ("999",)), numeric(orig["cltv"], ("999",))
+    both = clean & ~np.isnan(ltv) & ~np.isnan(cltv)
+    assert (cltv[both] >= ltv[both]).all()
+    mi = numeric(orig["mi_pct"], ("999",))
+    assert (mi[clean & (ltv <= 80)] == 0).all(), "no mortgage insurance at or below 80% LTV"
+    assert (mi[clean & (ltv > 80)] > 0).mean() > 0.8
+    assert set(orig["valuation_method"]) == {"9"}, "valuation method is only known from 2017"
+    assert set(orig.loc[orig["mi_pct"].astype(int) == 0, "mi_cancellation"]) == {"7"}
+    assert (orig["seller_name"] == "Other sellers").mean() > 0.15
+    assert (orig["servicer_name"] == "Other servicers").mean() > 0.02
+    assert orig["seller_name"].nunique() > 10
+
+
+def test_performance_rows_are_consistent_histories(small) -> None:
+    folder, _ = small
+    orig, perf = read_folder(folder)
+    assert set(perf["loan_id"]) == set(orig["loan_id"]), "every loan has rows, and every row a loan"
+    loans = orig.set_index("loan_id")
+    fpd = month_index(loans.loc[perf["loan_id"], "first_payment_date"].astype(int).to_numpy())
+    term = loans.loc[perf["loan_id"], "orig_term"].astype(int).to_numpy()
+    period = month_index(perf["period"].astype(int).to_numpy())
+    age = perf["loan_age"].astype(int).to_numpy()
+    assert (age == period - fpd + 1).all(), "loan age counts from the first payment month (age 1)"
+    assert (perf["remaining_months"].astype(int).to_numpy() == term - age).all()
+    assert {"000", "001"} & set(perf["loan_age"]) and {"0", "1"} & set(perf["loan_age"])
+
+    same_loan = perf["loan_id"].to_numpy()[1:] == perf["loan_id"].to_numpy()[:-1]
+    assert (np.diff(period)[same_loan] == 1).all(), "one row a month, sorted by period"
+    assert perf["loan_id"].is_monotonic_increasing
+
+    zb = perf["zero_balance_code"] != ""
+    is_last = np.r_[~same_loan, True]
+    assert not (zb & ~is_last).any(), "a zero-balance code ends the history"
+    assert perf.loc[zb, "loan_id"].is_unique
+    assert (perf.loc[zb, "current_upb"] == "0.00").all()
+    assert (perf.loc[zb, "zero_balance_date"] == perf.loc[zb, "period"]).all()
+    assert (perf.loc[~zb, "zero_balance_date"] == "").all()
+    assert perf["current_upb"].str.fullmatch(r"\d+\.\d{2}").all()
+    truth = pd.read_csv(folder / "truth.csv", keep_default_na=False).set_index("loan_id")
+    clean = (truth.loc[perf["loan_id"], "corrupted"] == 0).to_numpy()
+    same_rate = perf["current_rate"].to_numpy() == loans.loc[perf["loan_id"], "orig_rate"].to_numpy()
+    assert same_rate[clean].all(), "the current rate is the note rate (a corrupted note rate is not repeated)"
+
+    upb = perf["current_upb"].astype(float).to_numpy()
+    rises = np.diff(upb)[same_loan & ~zb.to_numpy()[1:]]
+    assert rises.max() <= 1000.0, "balances amortise (the first months are reported rounded to $1,000)"
+    # Missed payments roll one month at a time: 0 -> 1 -> 2 -> 3 ...
+    status = pd.to_numeric(perf["delinquency_status"], errors="coerce").to_numpy()
+    step = np.diff(status)[same_loan]
+    assert np.nanmax(step) == 1
+    assert (perf.loc[perf["delinquency_status"] == "RA", "zero_balance_code"] == "09").all()
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path) -> None:
+    def files(folder: Path) -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.name != MANIFEST}
+
+    generate(tmp_path / "a", 400, seed=3, vintages="2006-2007")
+    generate(tmp_path / "b", 400, seed=3, vintages="2006-2007")
+    generate(tmp_path / "c", 400, seed=4, vintages="2006-2007")
+    a, b, c = files(tmp_path / "a"), files(tmp_path / "b"), files(tmp_path / "c")
+    assert sorted(a) == ["sample_orig_2006.txt", "sample_orig_2007.txt", "sample_svcg_2006.txt",
+                         "sample_svcg_2007.txt", "truth.csv"]  # fmt: skip
+    assert a == b
+    assert all(a[name] != c[name] for name in a)
+
+
+def test_an_interrupted_run_leaves_no_partial_file(tmp_path: Path, monkeypatch) -> None:
+    calls = []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return performance_table(*args, **kwargs)
+
+    generate(tmp_path, 300, seed=1, vintages="2006-2008")
+    before = (tmp_path / "sample_svcg_2007.txt").read_bytes()
+    monkeypatch.setattr(synthetic, "performance_table", failing)
+    with pytest.raises(KeyboardInterrupt):
+        generate(tmp_path, 300, seed=2, vintages="2006-2008")
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert not [n for n in names if n.endswith(".tmp")]
+    assert MANIFEST not in names, "a folder left by an interrupted run matches no settings"
+    assert (tmp_path / "sample_svcg_2007.txt").read_bytes() == before, "the unfinished file was not replaced"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Labels: the histories agree with the drawn defaults, exactly
+# ---------------------------------------------------------------------------------------------------------------------
+def test_histories_match_drawn_defaults_loan_by_loan(tmp_path: Path) -> None:
+    """Generate one vintage through the internal steps, read it back with the project's reader and labeller."""
+    year, n = 2007, 3_000
+    rng = np.random.default_rng(5)
+    loans = draw_loans(year, n, rng)
+    mask_missing(loans, year, rng)
+    pd_true = default_probability({**loans.fields, "vintage_year": np.full(n, year)})
+    cutoff = 200906  # late-2007 loans are seen for under 24 months: some are censored
+    hist = simulate_histories(loans, pd_true, int(month_index(cutoff)), year, rng)
+    with AtomicWriter(tmp_path / f"sample_svcg_{year}.txt") as w:
+        w.write(performance_table(loans, hist, schema.PERFORMANCE_LAYOUTS["perf32"]))
+    with AtomicWriter(tmp_path / f"sample_orig_{year}.txt") as w:
+        w.write(origination_table(loans, schema.ORIGINATION_LAYOUTS["orig32"]))
+
+    table, report = load_loan_table(folder=tmp_path, label={"keep_censored": True})
+    assert report.loans_read == n and not report.skipped_rows
+    drawn = pd.DataFrame(
+        {"default": hist.default, "censored": hist.censored, "age": hist.first_default_age},
+        index=loans.fields["loan_id"],
+    ).loc[table["loan_id"]]
+    assert 0 < drawn["censored"].sum() < n
+    np.testing.assert_array_equal(table["censored"].to_numpy(), drawn["censored"].to_numpy())
+    seen = ~drawn["censored"].to_numpy()
+    np.testing.assert_array_equal(table["default"].to_numpy()[seen], drawn["default"].to_numpy()[seen])
+    defaulted = seen & drawn["default"].to_numpy()
+    np.testing.assert_array_equal(table["first_default_age"].to_numpy()[defaulted], drawn["age"].to_numpy()[defaulted])
+    # The same through the reference labeller written in this file.
+    orig = read_pipe(tmp_path / f"sample_orig_{year}.txt", schema.ORIGINATION_LAYOUTS["orig32"].columns)
+    perf = read_pipe(tmp_path / f"sample_svcg_{year}.txt", schema.PERFORMANCE_LAYOUTS["perf32"].columns)
+    ref = reference_labels(orig, perf).loc[table["loan_id"]]
+    np.testing.assert_array_equal(ref["censored"].to_numpy(), drawn["censored"].to_numpy())
+    np.testing.assert_array_equal(ref["default"].to_numpy()[seen], drawn["default"].to_numpy()[seen])
+
+
+def test_round_trip_through_reader_and_labeller(small) -> None:
+    folder, summary = small
+    table, report = load_loan_table(folder=folder)
+    assert report.loans_read == SMALL and not report.skipped_rows
+    assert report.performance_rows == summary["performance_rows"]
+    censored = sum(v["censored"] for v in summary["per_vintage"].values())
+    assert report.labelled == SMALL - censored
+    assert report.defaults == sum(v["labelled_defaults"] for v in summary["per_vintage"].values())
+    # The oracle is a function of the file's fields: recomputed from what was read, it is true_pd exactly.
+    clean = table["corrupted"].to_numpy() == 0
+    recomputed = default_probability(table)
+    np.testing.assert_allclose(recomputed[clean], table["true_pd"].to_numpy()[clean], rtol=0, atol=1e-12)
+    assert not np.allclose(recomputed[~clean], table["true_pd"].to_numpy()[~clean])
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Statistics on 20,000 loans: default rates, gradients, calibration, noise, non-linearity
+# ---------------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def large_frames(large):
+    folder, summary = large
+    orig, perf = read_folder(folder, keep=("loan_id", "period", "delinquency_status", "zero_balance_code"))
+    labels = reference_labels(orig, perf)
+    truth = pd.read_csv(folder / "truth.csv", keep_default_na=False, dtype={"corruption": str}).set_index("loan_id")
+    orig = orig.join(labels, on="loan_id").join(truth, on="loan_id")
+    return orig, perf, summary
+
+
+def test_default_rates_follow_the_vintage_table(large_frames) -> None:
+    orig, _, summary = large_frames
+    assert 0.04 <= summary["default_rate"] <= 0.08
+    seen = orig[~orig["censored"]]
+    rate = seen.groupby("file_year")["default"].mean()
+    assert rate[[2006, 2007]].min() > 1.5 * rate[[2004, 2009, 2010, 2011]].max(), rate.to_dict()
+    assert 0.0 < summary["censored_fraction"] < 0.02, "only the last vintage has a few loans seen under 24 months"
+
+
+def test_risk_gradients_are_monotone(large_frames) -> None:
+    orig, _, _ = large_frames
+    seen = orig[~orig["censored"] & (orig["corrupted"] == 0)]
+    credit = numeric(seen["credit_score"], ("9999",))
+    by_credit = seen.groupby(pd.cut(credit, [0, 620, 660, 700, 740, 900]), observed=True)["default"].mean()
+    assert by_credit.is_monotonic_decreasing, by_credit.to_dict()
+    assert by_credit.iloc[0] > 4 * by_credit.iloc[-1]
+    ltv = numeric(seen["ltv"], ("999",))
+    by_ltv = seen.groupby(pd.cut(ltv, [0, 70, 80, 90, 200]), observed=True)["default"].mean()
+    assert by_ltv.is_monotonic_increasing, by_ltv.to_dict()
+    # Finer buckets on the true probabilities (no Bernoulli noise).
+    fine = seen.groupby(pd.cut(credit, [0, 620, 660, 700, 740, 780, 900]), observed=True)["true_pd"].mean()
+    assert fine.is_monotonic_decreasing, fine.to_dict()
+    fine = seen.groupby(pd.cut(ltv, [0, 60, 70, 80, 90, 200]), observed=True)["true_pd"].mean()
+    assert fine.is_monotonic_increasing, fine.to_dict()
+    dti = numeric(seen["dti"], ("999",))
+    assert seen.groupby(pd.cut(dti, [-1, 20, 30, 40, 50, 65]), observed=True)["true_pd"].mean().is_monotonic_increasing
+
+
+def test_true_pd_is_calibrated_against_observed_labels(large_frames) -> None:
+    orig, _, _ = large_frames
+    seen = orig[~orig["censored"]]
+    fully = seen[month_index(seen["first_payment_date"].astype(int)) + 23 <= month_index(201312)]
+    observed, expected = fully["default"].mean(), fully["true_pd"].mean()
+    se = np.sqrt(expected * (1 - expected) / len(fully))
+    assert abs(observed - expected) < 4 * se, (observed, expected)
+    # Per fifth of true_pd, the observed rate matches the mean probability.
+    bins = pd.qcut(fully["true_pd"], 5)
+    stats = fully.groupby(bins, observed=True).agg(p=("true_pd", "mean"), y=("default", "mean"), n=("default", "size"))
+    z = (stats["y"] - stats["p"]) / np.sqrt(stats["p"] * (1 - stats["p"]) / stats["n"])
+    assert (z.abs() < 4).all(), stats
+
+
+def test_missing_codes_appear_at_real_rates(large_frames) -> None:
+    orig, perf, _ = large_frames
+    clean = orig[orig["corrupted"] == 0]
+    share = {
+        "credit 9999": (clean["credit_score"] == "9999").mean(),
+        "dti 999": (clean["dti"] == "999").mean(),
+        "ltv 999": (clean["ltv"] == "999").mean(),
+        "cltv 999": (clean["cltv"] == "999").mean(),
+        "msa blank": (orig["msa"] == "").mean(),
+        "postal blank": (orig["postal_code"] == "").mean(),
+        "fthb 9": (orig["first_time_homebuyer"] == "9").mean(),
+        "property type 99": (orig["property_type"] == "99").mean(),
+    }
+    assert 0.0001 < share["credit 9999"] < 0.003, share
+    assert 0.01 < share["dti 999"] < 0.035, share
+    assert share["ltv 999"] < 0.001 and share["cltv 999"] < 0.001, share
+    assert 0.10 < share["msa blank"] < 0.20, share
+    assert share["postal blank"] < 0.003 and share["property type 99"] < 0.001, share
+    assert 0.0005 < share["fthb 9"] < 0.01, share
+    status = perf["delinquency_status"]
+    assert 0 < (status == "XX").mean() < 0.005 and 0 < (status == "").mean() < 0.001
+    codes = Counter(perf["zero_balance_code"])
+    assert {"01", "02", "03", "09", "15", "16", "96"} <= set(codes)
+    assert codes["01"] > 10 * codes["09"] > 10 * codes["15"]
+
+
+def test_corrupted_records_are_rare_parseable_and_recognisable(large_frames) -> None:
+    orig, _, summary = large_frames
+    assert 0.006 < summary["corrupted_fraction"] < 0.015
+    assert set(orig["corruption"]) - {""} == set(CORRUPTIONS)
+    assert ((orig["corruption"] != "") == (orig["corrupted"] == 1)).all()
+    kind = orig["corruption"]
+    upb, rate = orig["orig_upb"].astype(float), orig["orig_rate"].astype(float)
+    assert (upb[kind == "upb_x1000"] > 5_000_000).all() and (upb[kind == "upb_div1000"] < 2_000).all()
+    assert (rate[kind == "rate_x10"] > 15).all() and (rate[kind == ""] < 15).all()
+    odd = orig[kind == "cltv_below_ltv"]
+    assert (odd["cltv"].astype(int) < odd["ltv"].astype(int) / 2 + 1).all() and not (odd["cltv"] == "999").any()
+    assert (orig.loc[kind == "dti_zero", "dti"] == "0").all()
+    worst = orig[kind == "score300_ltv150"]
+    assert (worst["credit_score"] == "300").all() and (worst["ltv"] == "150").all()
+
+
+def _features(orig: pd.DataFrame) -> pd.DataFrame:
+    frame = pd.DataFrame(
+        {
+            "credit_score": numeric(orig["credit_score"], ("9999",)),
+            "ltv": numeric(orig["ltv"], ("999",)),
+            "cltv": numeric(orig["cltv"], ("999",)),
+            "dti": numeric(orig["dti"], ("999",)),
+            "orig_upb": numeric(orig["orig_upb"]),
+            "orig_rate": numeric(orig["orig_rate"]),
+            "orig_term": numeric(orig["orig_term"]),
+            "mi_pct": numeric(orig["mi_pct"], ("999",)),
+            "num_borrowers": numeric(orig["num_borrowers"], ("99",)),
+            "num_units": numeric(orig["num_units"], ("99",)),
+        }
+    )
+    cats = ["occupancy", "loan_purpose", "channel", "property_type", "property_state", "seller_name",
+            "first_time_homebuyer", "harp_indicator", "file_year"]  # fmt: skip
+    return frame.join(orig[cats].astype(str))
+
+
+def _linear_inputs(x: pd.DataFrame) -> ColumnTransformer:
+    numbers = list(x.columns[:10])
+    return ColumnTransformer(
+        [
+            ("num", make_pipeline(SimpleImputer(add_indicator=True), StandardScaler()), numbers),
+            ("cat", OneHotEncoder(handle_unknown="ignore", min_frequency=20), list(x.columns[10:])),
+        ]
+    )
+
+
+def test_oracle_is_realistic_and_beats_a_linear_model(large_frames) -> None:
+    orig, _, _ = large_frames
+    seen = orig[~orig["censored"]].reset_index(drop=True)
+    y = seen["default"].to_numpy().astype(int)
+    x = _features(seen)
+    model = make_pipeline(_linear_inputs(x), LogisticRegression(max_iter=2000))
+    test = np.random.default_rng(0).random(len(seen)) < 0.5
+    model.fit(x[~test], y[~test])
+    linear_auc = roc_auc_score(y[test], model.predict_proba(x[test])[:, 1])
+    oracle_auc = roc_auc_score(y[test], seen["true_pd"].to_numpy()[test])
+    assert 0.78 < oracle_auc < 0.88, oracle_auc
+    assert linear_auc < oracle_auc - 0.01, (linear_auc, oracle_auc)
+
+
+def test_the_true_risk_surface_is_not_linear(large_frames) -> None:
+    """Even the best linear fit of the true log-odds (no label noise, no split) ranks loans clearly worse."""
+    orig, _, _ = large_frames
+    seen = orig[~orig["censored"] & (orig["corrupted"] == 0)].reset_index(drop=True)
+    x = _linear_inputs(_features(seen)).fit_transform(_features(seen))
+    logit = np.log(seen["true_pd"] / (1 - seen["true_pd"])).to_numpy()
+    fit = LinearRegression().fit(x, logit)
+    y = seen["default"].to_numpy().astype(int)
+    assert fit.score(x, logit) < 0.9
+    assert roc_auc_score(y, fit.predict(x)) < roc_auc_score(y, seen["true_pd"]) - 0.01
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# API and CLI
+# ---------------------------------------------------------------------------------------------------------------------
+def test_parse_vintages_accepts_years_ranges_and_default() -> None:
+    assert parse_vintages(None) == list(range(2004, 2012))
+    assert parse_vintages("2005-2007") == [2005, 2006, 2007]
+    assert parse_vintages(["2008", 2004, "2005-2006"]) == [2004, 2005, 2006, 2008]
+    assert parse_vintages(2010) == [2010]
+    for bad in ("2007-2005", "07", "2030", ["2004", "x"]):
+        with pytest.raises(SyntheticArgumentError):
+            parse_vintages(bad)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"layout": "orig99"}, {"n_loans": 2}, {"cutoff": 200712}, {"cutoff": 200913}, {"corrupted_share": 1.5}],
+)
+def test_generate_rejects_bad_arguments_before_writing(tmp_path: Path, kwargs) -> None:
+    args = {"out_dir": tmp_path / "out", "n_loans": 100, "seed": 0, "vintages": "2006-2008", **kwargs}
+    with pytest.raises(SyntheticArgumentError):
+        generate(**args)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_writes_files_and_prints_a_summary(tmp_path: Path, capsys) -> None:
+    summary = main(["--loans", "200", "--out", str(tmp_path), "--seed", "2", "--vintages", "2006", "2007",
+                    "--layout", "orig31", "--cutoff", "201006"])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "2006" in printed and "2007" in printed and "orig31/perf30" in printed
+    assert summary["cutoff"] == 201006 and summary["vintages"] == [2006, 2007]
+    assert max(int(f[1]) for f in lines(tmp_path / "sample_svcg_2007.txt")) <= 201006
+    manifest = json.loads((tmp_path / MANIFEST).read_text())
+    assert manifest["performance_rows"] == summary["performance_rows"]
+    with pytest.raises(SystemExit):
+        main(["--loans", "200", "--out", str(tmp_path), "--vintages", "1990"])
+
+
+def test_ensure_synthetic_reuses_matching_files_and_replaces_others(tmp_path: Path) -> None:
+    first = ensure_synthetic(tmp_path, loans=300, seed=1, vintages="2006-2007")
+    stamp = (tmp_path / "sample_svcg_2006.txt").stat().st_mtime_ns
+    again = ensure_synthetic(tmp_path, loans=300, seed=1, vintages=["2006", "2007"])
+    assert again["performance_rows"] == first["performance_rows"]
+    assert (tmp_path / "sample_svcg_2006.txt").stat().st_mtime_ns == stamp, "matching files are not rewritten"
+    ensure_synthetic(tmp_path, loans=300, seed=1, vintages="2007-2008")
+    names = {p.name for p in tmp_path.iterdir()}
+    assert "sample_orig_2006.txt" not in names and "sample_svcg_2008.txt" in names, "stale vintages are removed"
