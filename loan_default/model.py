@@ -107,6 +107,7 @@ class LoanDefaultModule(L.LightningModule):
         self.val_loss = MeanMetric(nan_strategy="disable")
         self.test_loss = MeanMetric(nan_strategy="disable")
         self.val_auroc_best = MaxMetric()
+        self.val_auroc_best.persistent(True)  # saved in checkpoints, so a resumed run keeps the best so far
 
     def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
         """Logits (N, 1)."""
