@@ -1,0 +1,111 @@
+"""LoanDataModule: nothing fitted sees validation or test rows; outliers leave val/test alone; the table cache works."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from loan_default.data import datamodule as dm_module
+from loan_default.data.datamodule import LoanDataModule
+from tests.conftest import TINY_LOANS, TINY_SEED
+
+OUTLIER = {"method": "suod", "detectors": ["IForest", "HBOS", "COPOD"], "contamination": 0.02,
+           "max_reference_rows": 2000}  # fmt: skip
+
+
+def make_dm(root, **kwargs) -> LoanDataModule:
+    settings = {
+        "folder": str(root / "data" / "synthetic"),
+        "synthetic": {"loans": TINY_LOANS, "seed": TINY_SEED},
+        "cache_dir": str(root / "data" / "cache"),
+        "split": {"method": "stratified", "stratify_vintage": True},
+        "outlier": OUTLIER,
+        "batch_size": 256,
+        "seed": 3,
+    }
+    return LoanDataModule(**(settings | kwargs))
+
+
+@pytest.fixture(scope="module")
+def fitted(tiny_root):
+    dm = make_dm(tiny_root)
+    dm.prepare_data()
+    dm.setup()
+    return dm
+
+
+def test_fitted_state_ignores_poisoned_validation_and_test_rows(tiny_root, fitted, monkeypatch):
+    """Wreck every validation and test row: the preprocessor, outlier filter and loss weight must not change."""
+    table = fitted.table.copy()
+    held_out = np.concatenate([fitted.split_index["val"], fitted.split_index["test"]])
+    rows = table.index[held_out]
+    table.loc[rows, "credit_score"] = 1.0
+    table.loc[rows, "orig_upb"] = 9e12
+    table.loc[rows, "orig_rate"] = 29.0
+    table.loc[rows, "seller_name"] = "Poisoned Seller Inc"
+    table.loc[rows, "property_state"] = "ZZ"
+    monkeypatch.setattr(LoanDataModule, "_load_table", lambda self: (table, fitted.load_report))
+    poisoned = make_dm(tiny_root)
+    poisoned.setup()
+
+    assert poisoned.preprocessor.state() == fitted.preprocessor.state()
+    np.testing.assert_array_equal(poisoned.split_index["train"], fitted.split_index["train"])
+    timeless = lambda report: {k: v for k, v in report.items() if k != "fit_seconds"}  # noqa: E731
+    assert timeless(poisoned.outlier_report) == timeless(fitted.outlier_report)
+    assert poisoned.pos_weight == fitted.pos_weight
+    np.testing.assert_array_equal(poisoned.arrays["train"][0], fitted.arrays["train"][0])
+
+
+def test_outlier_removal_touches_training_rows_only(fitted):
+    summary = fitted.split_summary
+    assert len(fitted.split_index["val"]) == summary["val"]["rows"]
+    assert len(fitted.split_index["test"]) == summary["test"]["rows"]
+    removed = fitted.outlier_report["removed"]
+    assert removed > 0
+    assert len(fitted.split_index["train"]) == summary["train"]["rows"] - removed
+    assert fitted.outlier_report["removed_class_1"] == 0  # keep_defaults
+
+
+def test_splits_are_disjoint_and_cover_the_table(fitted):
+    parts = [set(fitted.split_index[s]) for s in ("val", "test")]
+    assert not parts[0] & parts[1]
+    assert not (set(fitted.split_index["train"]) & (parts[0] | parts[1]))
+
+
+def test_train_batches_hold_the_configured_share_of_defaults(fitted):
+    loader = fitted.train_dataloader()
+    x_num, x_cat, y = next(iter(loader))
+    assert x_num.dtype == torch.float32 and x_cat.dtype == torch.int64
+    assert y.shape == (256,) and int(y.sum()) == 128
+    assert fitted.batch_pos_fraction == 0.5
+
+
+def test_eval_loaders_are_ordered_and_complete(fitted):
+    ys = torch.cat([batch[2] for batch in fitted.val_dataloader()])
+    np.testing.assert_array_equal(ys.numpy(), fitted.arrays["val"][2])
+
+
+def test_pos_weight_is_negatives_over_positives(fitted):
+    y = fitted.arrays["train"][2]
+    assert fitted.pos_weight == pytest.approx((y == 0).sum() / (y == 1).sum())
+
+
+def test_second_run_reads_the_cache_and_label_changes_rebuild_it(tiny_root, fitted, monkeypatch):
+    calls = []
+    real = dm_module.load_loan_table
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("label"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dm_module, "load_loan_table", counting)
+    again = make_dm(tiny_root, outlier={"method": "none"})
+    again.setup()
+    assert calls == []  # served from the cache
+    assert len(again.table) == len(fitted.table)
+
+    other = make_dm(tiny_root, outlier={"method": "none"}, label={"horizon_months": 12})
+    other.setup()
+    assert len(calls) == 1 and calls[0].horizon_months == 12
+    assert other.table["default"].mean() < fitted.table["default"].mean()
