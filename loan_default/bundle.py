@@ -166,6 +166,7 @@ def write_bundle(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
+        tmp.chmod(0o755)  # mkdtemp makes the folder private; a server running as another user must read it
         save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, tmp / "model.safetensors")
         _write_json(
             tmp / "model.json",

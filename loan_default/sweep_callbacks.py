@@ -24,7 +24,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from loan_default.evaluation.report import atomic_write_text
+from loan_default.atomic import atomic_write_text
 from loan_default.sweep_status import FAILED, OK, RUNNING, read_status, write_status
 from loan_default.sweeps import SWEEP_FILE, SweepSummary, write_summary
 

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from loan_default.evaluation.report import atomic_write_text, to_jsonable
+from loan_default.atomic import atomic_write_text
+from loan_default.evaluation.report import to_jsonable
 
 STATUS_FILE = "status.json"
 RUNNING, OK, FAILED, INTERRUPTED = "running", "ok", "failed", "interrupted"

@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from loan_default.evaluation.report import atomic_write_text
+from loan_default.atomic import atomic_write, atomic_write_text
 from loan_default.sweep_status import FAILED, INTERRUPTED, OK, RUNNING, STATUS_FILE, job_records
 
 SWEEP_FILE = "sweep.json"  # the sweep's metric and direction, written by the callback when the sweep starts
@@ -189,14 +187,7 @@ def plot_metric(table: pd.DataFrame, metric: str, direction: str, path: Path) ->
     ax.legend(loc="best")
     fig.tight_layout()
     # A unique temporary name, then one rename: parallel jobs refresh the summary at the same time.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     return path
 
 

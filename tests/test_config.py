@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import instantiate
+
 from tests.conftest import CONF, compose_train_cfg, resolved
 
 

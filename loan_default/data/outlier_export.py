@@ -19,13 +19,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+from loan_default.atomic import atomic_write
 
 FORMAT = "loan-default/outlier-detector"
 FORMAT_VERSION = 1
@@ -306,22 +307,12 @@ def write_outlier_state(
     meta = dict(meta)
     if arrays:
         npz_path = directory / NPZ_NAME
-        _atomic_write(npz_path, lambda f: np.savez(f, **arrays))
+        atomic_write(npz_path, lambda f: np.savez(f, **arrays))
         meta["npz_sha256"] = hashlib.sha256(npz_path.read_bytes()).hexdigest()
     else:  # a previous export's arrays would no longer belong to this JSON
         (directory / NPZ_NAME).unlink(missing_ok=True)
     json_path = directory / JSON_NAME
-    _atomic_write(json_path, lambda f: f.write(json.dumps(meta, indent=2, allow_nan=False).encode()))
+    atomic_write(json_path, lambda f: f.write(json.dumps(meta, indent=2, allow_nan=False).encode()))
     return json_path
 
 
-def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Call ``write(binary_file)`` on a temporary file next to ``path``, then rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
