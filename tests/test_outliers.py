@@ -12,12 +12,18 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 from pyod.models.copod import COPOD
 from pyod.models.ecod import ECOD
 
 from loan_default.data.outlier_export import JSON_NAME, NPZ_NAME, OutlierScorer
 from loan_default.data.outliers import OutlierFilter, captured_output
+from loan_default.data.preprocess import Preprocessor
+from loan_default.data.splits import split_loans
+from loan_default.freddie.loans import load_loan_table
+from loan_default.freddie.synthetic import ensure_synthetic
 
 REPO = Path(__file__).resolve().parents[1]
 ALL_SERVABLE = ("IForest", "HBOS", "COPOD", "ECOD")
@@ -90,6 +96,56 @@ def test_keep_defaults(keep_defaults):
     else:
         assert np.array_equal(keep, ~flagged)
         assert f.report["removed_class_1"] == f.report["flagged_class_1"] == (flagged & (y == 1)).sum()
+
+
+@pytest.fixture(scope="module")
+def synthetic_pipeline(tmp_path_factory):
+    """The training pipeline's outlier stage on 5k generated loans: read, split and preprocess as training does, then
+    fit the shipped config (conf/outlier/suod.yaml) on the training rows. Returns the training rows, the generator's
+    corruption kind per row ("" = clean), the Preprocessor and the fitted filter."""
+    folder = tmp_path_factory.mktemp("synthetic")
+    ensure_synthetic(folder, loans=5000, seed=2024)
+    table, _ = load_loan_table(folder=folder)
+    train = table.iloc[split_loans(table, stratify_vintage=True, seed=42)["train"]]
+    truth = pd.read_csv(folder / "truth.csv", dtype=str, keep_default_na=False)
+    kinds = train["loan_id"].map(dict(zip(truth["loan_id"], truth["corruption"], strict=True))).to_numpy()
+    preprocessor = Preprocessor().fit(train)
+    config = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "outlier" / "suod.yaml"))
+    f = OutlierFilter(seed=42, **config)
+    f.fit(preprocessor.outlier_matrix(train), train["default"].to_numpy())
+    return train, kinds, preprocessor, f
+
+
+def test_pipeline_finds_most_corrupted_synthetic_records_and_few_clean_ones(synthetic_pipeline):
+    """Measured on 12 generated 5k sets: every corrupted training row flagged, >= 91% removed (flagged defaults are
+    kept), <= 0.93% of clean rows removed. The previous design (10 raw numeric fields; IForest on 256 rows a tree +
+    HBOS + COPOD, averaged) flagged 30-75%."""
+    train, kinds, _, f = synthetic_pipeline
+    corrupted = kinds != ""
+    np.testing.assert_array_equal(corrupted, train["corrupted"].to_numpy() == 1)  # the loader's truth join agrees
+    assert corrupted.sum() >= 20
+    flagged = f.scores_ > f.report["threshold"]
+    assert flagged[corrupted].mean() >= 0.8
+    assert (~f.keep_mask_[corrupted]).mean() >= 0.7
+    assert (~f.keep_mask_[~corrupted]).mean() <= 0.015
+    for kind in set(kinds[corrupted]):  # ~5 training rows of each kind at this size
+        assert flagged[kinds == kind].mean() >= 0.5, kind
+
+
+def test_pipeline_export_scores_like_suod_and_one_raw_loan_like_the_batch(synthetic_pipeline, tmp_path):
+    train, kinds, preprocessor, f = synthetic_pipeline
+    f.export(tmp_path)
+    scorer = OutlierScorer.load(tmp_path)
+    X = preprocessor.outlier_matrix(train)
+    np.testing.assert_allclose(scorer.score(X), f.detector_.decision_scores_, rtol=0, atol=1e-6)
+    rows = np.flatnonzero(kinds != "")[:10].tolist() + list(range(10))
+    with captured_output("SUOD scoring"):
+        expected = f.detector_.decision_function(X[rows])
+    np.testing.assert_allclose(scorer.score(X[rows]), expected, rtol=0, atol=1e-6)
+    for i, row in zip(rows, expected, strict=True):
+        one = scorer.score(preprocessor.outlier_matrix_one(train.iloc[i].to_dict()))
+        np.testing.assert_allclose(one, [row], rtol=0, atol=1e-6)
+    assert scorer.is_outlier(X[rows[:10]]).all()  # the corrupted rows are outliers at serving too
 
 
 @pytest.mark.parametrize("combination", ["average", "maximization"])

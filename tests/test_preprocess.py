@@ -236,7 +236,8 @@ def test_outlier_matrix_keeps_extreme_values(fitted, loans):
     z = fitted.outlier_matrix(loans)
     stats = {s["name"]: s for s in fitted.state()["numeric"]}
     names = fitted.outlier_names
-    assert names == [n for n in ft.NUMERIC_FIELDS if n in stats] and z.shape == (len(loans), len(names))
+    assert names == ["credit_score", "ltv", "dti", "orig_upb", "sato", "cltv_below_ltv", "dti_zero"]
+    assert z.shape == (len(loans), len(names)) and z.dtype == np.float32
     cs = stats["credit_score"]
     j = names.index("credit_score")
     np.testing.assert_array_equal(z[:5, j], np.float32((7580 - cs["mean"]) / cs["std"]))
@@ -247,11 +248,35 @@ def test_outlier_matrix_keeps_extreme_values(fitted, loans):
     # Sentinel codes are still missing (imputed median), not numbers, from a request or a numeric table column.
     imputed = np.float32((cs["median"] - cs["mean"]) / cs["std"])
     assert fitted.outlier_matrix_one({"credit_score": "9999"})[0, j] == imputed
-    with_codes = loans.iloc[:3].assign(credit_score=9999.0, cltv=999.0)
+    with_codes = loans.iloc[:3].assign(credit_score=9999.0, ltv=999.0, cltv=80.0, dti=999.0)
     z = fitted.outlier_matrix(with_codes)
-    cltv = stats["cltv"]
     assert (z[:, j] == imputed).all()
-    assert (z[:, names.index("cltv")] == np.float32((cltv["median"] - cltv["mean"]) / cltv["std"])).all()
+    dti = stats["dti"]
+    assert (z[:, names.index("dti")] == np.float32((dti["median"] - dti["mean"]) / dti["std"])).all()
+    # LTV "999" is missing, not 919 points above CLTV; DTI "999" is missing, not zero.
+    assert (z[:, names.index("cltv_below_ltv")] == 0).all() and (z[:, names.index("dti_zero")] == 0).all()
+
+
+def test_outlier_matrix_rate_spread_and_consistency_checks_against_hand_computation(fitted, loans):
+    bad = loans.iloc[:40].copy()
+    bad["orig_rate"] = bad["orig_rate"].to_numpy() * np.r_[np.full(10, 10.0), np.ones(30)]  # a rate x10: 55-75%
+    bad["cltv"] = np.r_[np.full(10, np.nan), np.rint(bad["ltv"].to_numpy()[10:20] * 0.3), bad["cltv"].to_numpy()[20:]]
+    bad["dti"] = np.r_[bad["dti"].to_numpy()[:20], np.zeros(10), bad["dti"].to_numpy()[30:]]
+    z = fitted.outlier_matrix(bad)
+    names = fitted.outlier_names
+    # SATO from the raw rate (not dropped as out of range) minus the mean valid training rate of the month.
+    valid = loans["orig_rate"].where(loans["orig_rate"] <= 30)
+    month_mean = valid.groupby(loans["first_payment_date"]).mean()
+    s = {s["name"]: s for s in fitted.state()["numeric"]}["sato"]
+    spread = bad["orig_rate"] - bad["first_payment_date"].map(month_mean)
+    np.testing.assert_allclose(z[:, names.index("sato")], (spread - s["mean"]) / s["std"], rtol=1e-5, atol=1e-5)
+    assert (z[:10, names.index("sato")] > 20).all()
+    shortfall = np.maximum(bad["ltv"] - bad["cltv"], 0).fillna(0).to_numpy()
+    np.testing.assert_array_equal(z[:, names.index("cltv_below_ltv")], shortfall.astype(np.float32))
+    assert (shortfall[10:20] > 0).all() and (shortfall[np.r_[0:10, 20:40]] == 0).all()
+    np.testing.assert_array_equal(z[:, names.index("dti_zero")], np.r_[np.zeros(20), np.ones(10), np.zeros(10)])
+    for i, (_, row) in enumerate(bad.iterrows()):
+        np.testing.assert_array_equal(fitted.outlier_matrix_one(raw_request(row))[0], z[i])
 
 
 def test_unseen_rare_and_missing_categories_map_to_zero(fitted, loans):
@@ -348,7 +373,7 @@ def test_save_load_round_trip_is_bitwise_identical(fitted, loans, tmp_path):
     path = fitted.save(tmp_path / "bundle")
     assert path.name == "preprocessor.json" and sorted(p.name for p in path.parent.iterdir()) == ["preprocessor.json"]
     state = json.loads(path.read_text())
-    assert state["format_version"] == 1
+    assert state["format_version"] == 2
     loaded = Preprocessor.load(tmp_path / "bundle")
     assert loaded.state() == fitted.state()
     assert loaded.numeric_names == fitted.numeric_names and loaded.display_names == fitted.display_names

@@ -75,6 +75,13 @@ assert not _undecided, f"origination fields with no feature decision: {sorted(_u
 # Engineered continuous features (imputed, clipped and scaled like the numeric fields).
 ENGINEERED_NUMERIC: tuple[str, ...] = ("sato", "cltv_minus_ltv")
 
+# Outlier-detector inputs (the reasoning is in the docstring of loan_default.data.preprocess): continuous fields in
+# which a keying slip lands far from every real loan, the rate as a spread over its month, and consistency checks that
+# are 0 for every possible loan. Discrete fields (units, borrowers, term, MI %) stay out: rare-but-valid codes are not
+# errors, and the schema's range check already catches impossible codes.
+OUTLIER_NUMERIC: tuple[str, ...] = ("credit_score", "ltv", "dti", "orig_upb", "sato")
+OUTLIER_CHECKS: tuple[str, ...] = ("cltv_below_ltv", "dti_zero")
+
 # Engineered 0/1 flags; False when an input is missing (the inputs' own missing indicators carry that).
 ENGINEERED_FLAGS: tuple[str, ...] = (
     "term_le_180",
@@ -306,13 +313,33 @@ class RateTable:
         return np.where(np.isnan(month), np.nan, self.means[pick])
 
 
+def sato(cols: Mapping[str, np.ndarray], rates: RateTable) -> np.ndarray:
+    """Note rate minus the mean training rate of the loan's first-payment month (NaN when either is missing)."""
+    return cols["orig_rate"] - rates.lookup(cols["first_payment_date"])
+
+
 def engineered_numeric(cols: Mapping[str, np.ndarray], rates: RateTable) -> dict[str, np.ndarray]:
     """Continuous engineered features from *validated* columns (out-of-range values already NaN)."""
     return {
         # Spread over the contemporaneous mean rate: a high spread prices in risk the other fields do not show.
-        "sato": cols["orig_rate"] - rates.lookup(cols["first_payment_date"]),
+        "sato": sato(cols, rates),
         # Secondary financing at origination (piggyback loans).
         "cltv_minus_ltv": cols["cltv"] - cols["ltv"],
+    }
+
+
+def consistency_checks(cols: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`OUTLIER_CHECKS` from raw (unvalidated) columns: 0 for every possible loan, > 0 where a definition is broken.
+
+    A missing input breaks nothing, so it gives 0 (the model's missing indicators carry missingness).
+    """
+    ltv, cltv, dti = cols["ltv"], cols["cltv"], cols["dti"]
+    shortfall = np.fmax(ltv - cltv, 0.0)  # fmax gives the 0 where an input is missing (NaN)
+    return {
+        # Combined LTV counts the first lien too, so it cannot be below LTV: the shortfall in LTV points.
+        "cltv_below_ltv": shortfall,
+        # Back-end DTI includes this loan's own payment, so a DTI of exactly 0 is a placeholder, not a borrower.
+        "dti_zero": (dti == 0).astype(np.float64),
     }
 
 
