@@ -31,6 +31,23 @@ def tiny_root(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def bundle_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small real bundle (fitted Preprocessor, SUOD, LoanNet) for the API and batch-scoring tests, built once."""
+    from loan_default.api.demo import build_demo_bundle
+
+    path = tmp_path_factory.getbasetemp() / "api-demo-bundle"
+    build_demo_bundle(path, n_loans=1500, seed=3, detectors=("HBOS", "COPOD"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def bundle(bundle_path: Path):
+    from loan_default.bundle import load_bundle
+
+    return load_bundle(bundle_path)
+
+
 def tiny_overrides(root: Path, synthetic: bool = True) -> list[str]:
     """Overrides that make a full training run take seconds."""
     data = [f"data.synthetic.loans={TINY_LOANS}", f"data.synthetic.seed={TINY_SEED}"] if synthetic else []

@@ -23,30 +23,16 @@ import pytest
 from fastapi.testclient import TestClient
 
 from loan_default.api.app import create_app
-from loan_default.api.demo import build_demo_bundle, demo_loans, loan_requests
+from loan_default.api.demo import demo_loans, loan_requests
 from loan_default.api.deps import get_scorer
 from loan_default.api.schemas import EXAMPLE_LOAN, EXAMPLE_SPARSE_LOAN, FEATURE_FIELDS
 from loan_default.api.scoring import Scorer
 from loan_default.api.server import settings_env
 from loan_default.api.settings import ServeSettings
-from loan_default.bundle import Bundle, BundleError, load_bundle
+from loan_default.bundle import BundleError
 
 REPO = Path(__file__).resolve().parents[1]
 TOL = 1e-6
-
-
-@pytest.fixture(scope="session")
-def bundle_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real bundle (fitted Preprocessor, SUOD with fast detectors, LoanNet), shared by the API test modules."""
-    path = tmp_path_factory.getbasetemp() / "api-demo-bundle"
-    if not (path / "manifest.json").exists():
-        build_demo_bundle(path, n_loans=1500, seed=3, detectors=("HBOS", "COPOD"))
-    return path
-
-
-@pytest.fixture(scope="module")
-def bundle(bundle_path: Path) -> Bundle:
-    return load_bundle(bundle_path)
 
 
 @pytest.fixture(scope="module")

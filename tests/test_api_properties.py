@@ -18,30 +18,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loan_default.api.app import create_app
-from loan_default.api.demo import build_demo_bundle
 from loan_default.api.schemas import FEATURE_FIELDS, REQUIRED_FIELDS
 from loan_default.api.settings import ServeSettings
-from loan_default.bundle import Bundle, load_bundle
 from loan_default.freddie.schema import ORIGINATION_FIELDS, Kind
 
 ALLOWED = {200, 400, 413, 415, 422}
 PROPERTY = settings(
     max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
 )
-
-
-@pytest.fixture(scope="session")
-def bundle_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The same small real bundle as tests/test_api.py (built once per session, whichever module asks first)."""
-    path = tmp_path_factory.getbasetemp() / "api-demo-bundle"
-    if not (path / "manifest.json").exists():
-        build_demo_bundle(path, n_loans=1500, seed=3, detectors=("HBOS", "COPOD"))
-    return path
-
-
-@pytest.fixture(scope="module")
-def bundle(bundle_path: Path) -> Bundle:
-    return load_bundle(bundle_path)
 
 
 @pytest.fixture(scope="module")

@@ -12,20 +12,10 @@ import numpy as np
 import pytest
 
 from loan_default import score
-from loan_default.api.demo import build_demo_bundle
 from loan_default.api.scoring import Scorer
 from loan_default.bundle import load_bundle
 from loan_default.freddie.reader import read_origination
 from loan_default.freddie.synthetic import generate
-
-
-@pytest.fixture(scope="session")
-def bundle_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The same small real bundle as tests/test_api.py (built once per session, whichever module asks first)."""
-    path = tmp_path_factory.getbasetemp() / "api-demo-bundle"
-    if not (path / "manifest.json").exists():
-        build_demo_bundle(path, n_loans=1500, seed=3, detectors=("HBOS", "COPOD"))
-    return path
 
 
 @pytest.fixture(scope="module")

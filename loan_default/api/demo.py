@@ -66,7 +66,7 @@ def build_demo_bundle(
     n_loans: int = 2000,
     seed: int = 0,
     outlier_method: str = "suod",
-    detectors: tuple[str, ...] = ("IForest", "HBOS", "COPOD"),
+    detectors: tuple[str, ...] = ("IForest", "ECOD"),
     hidden_sizes: tuple[int, ...] = (128, 64),
     steps: int = 20,
 ) -> Path:
