@@ -17,7 +17,7 @@ from torchmetrics.classification import (
     BinaryRecall,
 )
 
-from loan_default.network import LoanNet
+from loan_default.network import LoanNet, default_embedding_dim
 
 SCHEDULERS = ("cosine", "plateau", "onecycle", "none")
 Batch = Sequence[torch.Tensor]
@@ -52,6 +52,14 @@ class LoanDefaultModule(L.LightningModule):
     update under ``Trainer(deterministic=True)``, where torchmetrics swaps ``bincount`` for a dense comparison.
     ``warmup_steps`` ramps the LR linearly over the first optimizer steps ("cosine", "none"); for "onecycle" it sets
     the rising phase; "plateau" (which steps on ``val/loss`` each epoch) does not take it.
+
+    ``numeric_bins`` is `LoanNet`'s learned piecewise-linear shape per numeric column; its knots are placed at the
+    training rows' quantiles when training starts (``on_train_start``), unless the network already has knots (a
+    resumed run or a loaded checkpoint keeps its own). ``embedding_lr_scale`` multiplies the learning rate of the
+    categorical embeddings: Adam gives a rare category's row a full-size step on each of its few appearances (its
+    gradient is normalised by its own small second moment), so with ~850 ZIP codes it memorises the few defaults in
+    each. A tenth of the LR together with ``embedding_init_std=0.01`` measured ROC-AUC +0.006 on the default
+    synthetic data; either one alone gained nothing.
     """
 
     def __init__(
@@ -59,6 +67,7 @@ class LoanDefaultModule(L.LightningModule):
         n_numeric: int,
         cat_cardinalities: Sequence[int] = (),
         embedding_dims: Sequence[int] | None = None,
+        max_embedding_dim: int = 16,
         hidden_sizes: Sequence[int] = (128, 64),
         dropout: float = 0.1,
         batch_norm: bool = True,
@@ -68,24 +77,43 @@ class LoanDefaultModule(L.LightningModule):
         scheduler: str = "cosine",
         warmup_steps: int = 0,
         metric_thresholds: int | None = None,
+        numeric_bins: int = 32,
+        embedding_init_std: float = 1.0,
+        embedding_lr_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
         if scheduler == "plateau" and warmup_steps:
             raise ValueError("warmup_steps is not supported with the 'plateau' scheduler")
+        if not embedding_lr_scale > 0:
+            raise ValueError(f"embedding_lr_scale must be > 0, got {embedding_lr_scale}")
         # Rebind the arguments as plain Python values before save_hyperparameters(), which reads them from here.
         n_numeric = int(n_numeric)
         cat_cardinalities = _int_list(cat_cardinalities)
         embedding_dims = _int_list(embedding_dims)
+        max_embedding_dim = int(max_embedding_dim)
+        if embedding_dims is None:  # resolved here so the checkpoint records the widths actually used
+            embedding_dims = [default_embedding_dim(c, max_embedding_dim) for c in cat_cardinalities]
         hidden_sizes = _int_list(hidden_sizes)
         dropout, lr, weight_decay = float(dropout), float(lr), float(weight_decay)
         batch_norm, warmup_steps = bool(batch_norm), int(warmup_steps)
+        numeric_bins, embedding_init_std = int(numeric_bins), float(embedding_init_std)
+        embedding_lr_scale = float(embedding_lr_scale)
         pos_weight = None if pos_weight is None else float(pos_weight)
         metric_thresholds = None if metric_thresholds is None else int(metric_thresholds)
         self.save_hyperparameters()
 
-        self.net = LoanNet(n_numeric, cat_cardinalities, embedding_dims, hidden_sizes, dropout, batch_norm)
+        self.net = LoanNet(
+            n_numeric,
+            cat_cardinalities,
+            embedding_dims,
+            hidden_sizes,
+            dropout,
+            batch_norm,
+            numeric_bins=numeric_bins,
+            embedding_init_std=embedding_init_std,
+        )
         # BCEWithLogitsLoss keeps pos_weight as a buffer, so it follows the module across devices and checkpoints.
         weight = None if pos_weight is None else torch.tensor(pos_weight)
         self.loss_fn = nn.BCEWithLogitsLoss(pos_weight=weight, reduction="none")
@@ -136,6 +164,19 @@ class LoanDefaultModule(L.LightningModule):
         """Probabilities of default (N,); the batch may come with or without labels."""
         return torch.sigmoid(self(batch[0], batch[1]).squeeze(1))
 
+    def on_train_start(self) -> None:
+        # Here, not in setup: the train dataloader exists, and a resumed run's checkpoint (knots included) is loaded.
+        if self.hparams.numeric_bins and not self.net.numeric_bins_fitted:
+            self.net.fit_numeric_bins(self._training_numeric())
+
+    def _training_numeric(self) -> torch.Tensor:
+        """x_num of every training row once, read from the dataset rather than the (possibly resampling) loader."""
+        data = self.trainer.train_dataloader.dataset
+        tensors = getattr(data, "tensors", None)  # TensorDataset, TensorBatchDataset
+        if tensors is not None:
+            return tensors[0]
+        return torch.stack([torch.as_tensor(data[i][0]) for i in range(len(data))])
+
     def on_train_epoch_end(self) -> None:
         # Logged as Metric objects: Lightning computes (and syncs across processes) once, then resets them.
         self.log("train/loss", self.train_loss)
@@ -155,11 +196,13 @@ class LoanDefaultModule(L.LightningModule):
     def configure_optimizers(self) -> dict:
         hp = self.hparams
         # No weight decay on biases and BatchNorm scales: decaying them only fights the normalisation.
-        decay = [p for p in self.parameters() if p.ndim >= 2]
-        no_decay = [p for p in self.parameters() if p.ndim < 2]
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=hp.lr
-        )
+        embedding = {id(p) for p in self.net.embeddings.parameters()}
+        groups = [
+            {"params": [p for p in self.parameters() if p.ndim >= 2 and id(p) not in embedding], "lr": hp.lr},
+            {"params": [p for p in self.parameters() if id(p) in embedding], "lr": hp.lr * hp.embedding_lr_scale},
+            {"params": [p for p in self.parameters() if p.ndim < 2], "lr": hp.lr, "weight_decay": 0.0},
+        ]
+        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=hp.lr, weight_decay=hp.weight_decay)
         if hp.scheduler == "plateau":
             plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=2)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": plateau, "monitor": "val/loss"}}
@@ -171,8 +214,9 @@ class LoanDefaultModule(L.LightningModule):
         total = int(total)
         if hp.scheduler == "onecycle":
             pct_start = hp.warmup_steps / total if hp.warmup_steps else 0.3
+            peaks = [group["lr"] for group in optimizer.param_groups]
             schedule = torch.optim.lr_scheduler.OneCycleLR(
-                optimizer, max_lr=hp.lr, total_steps=total, pct_start=pct_start
+                optimizer, max_lr=peaks, total_steps=total, pct_start=pct_start
             )
         else:
             factor = _warmup_cosine(hp.warmup_steps, total, cosine=hp.scheduler == "cosine")

@@ -264,3 +264,84 @@ def test_bad_scheduler_arguments():
         module(scheduler="step")
     with pytest.raises(ValueError, match="warmup"):
         module(scheduler="plateau", warmup_steps=5)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Numeric knots and the embedding learning rate
+# ---------------------------------------------------------------------------------------------------------------------
+def quantiles(x_num: torch.Tensor, bins: int) -> np.ndarray:
+    return np.quantile(x_num.double().numpy(), np.linspace(0, 1, bins + 1), axis=0).T
+
+
+def test_knots_are_placed_at_the_training_quantiles_when_training_starts(tmp_path):
+    train, other = make_data(seed=0), make_data(seed=1)
+    model = module(numeric_bins=8)
+    assert not model.net.numeric_bins_fitted
+    tr = trainer(tmp_path, max_epochs=1, limit_train_batches=2)
+    # Validation data differs from training data: the knots must come from the training rows only.
+    tr.fit(model, DataLoader(train, batch_size=64, shuffle=True), DataLoader(other, batch_size=64))
+    np.testing.assert_allclose(model.net.bin_edges.numpy(), quantiles(train.tensors[0], 8), rtol=1e-6, atol=1e-6)
+    assert model.net.bin_weight.abs().sum() > 0  # the slopes were trained
+
+
+class RowDataset(torch.utils.data.Dataset):
+    """A map-style dataset without `.tensors`: the knots are read row by row."""
+
+    def __init__(self, data: TensorDataset) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int):
+        return self.data[i]
+
+
+def test_knots_from_a_dataset_without_tensors(tmp_path):
+    train = make_data()
+    model = module(numeric_bins=4)
+    trainer(tmp_path, max_epochs=1, limit_train_batches=1, limit_val_batches=0).fit(
+        model, DataLoader(RowDataset(train), batch_size=64)
+    )
+    np.testing.assert_allclose(model.net.bin_edges.numpy(), quantiles(train.tensors[0], 4), rtol=1e-6, atol=1e-6)
+
+
+def test_a_checkpoint_keeps_its_knots_when_training_resumes(tmp_path):
+    first, shifted = make_data(seed=0), make_data(seed=2)
+    shifted.tensors[0].mul_(3.0).add_(1.0)  # very different quantiles
+    model = module(numeric_bins=8)
+    tr = trainer(tmp_path, max_epochs=1, enable_checkpointing=True)
+    tr.fit(model, DataLoader(first, batch_size=64), DataLoader(first, batch_size=64))
+    fitted = model.net.bin_edges.clone()
+    path = tr.checkpoint_callback.best_model_path
+
+    loaded = LoanDefaultModule.load_from_checkpoint(path)
+    torch.testing.assert_close(loaded.net.bin_edges, fitted)
+    trainer(tmp_path, max_epochs=2, enable_checkpointing=True).fit(
+        loaded, DataLoader(shifted, batch_size=64), DataLoader(shifted, batch_size=64), ckpt_path=path
+    )
+    torch.testing.assert_close(loaded.net.bin_edges, fitted)
+
+
+@pytest.mark.parametrize("scheduler", ["none", "onecycle"])
+def test_embedding_lr_scale_applies_to_the_embeddings_only(tmp_path, scheduler):
+    model = module(lr=0.01, embedding_lr_scale=0.1, scheduler=scheduler, weight_decay=0.05)
+    trainer(tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=0).fit(
+        model, DataLoader(make_data(), batch_size=32)
+    )
+    key = "initial_lr" if scheduler == "none" else "max_lr"
+    embeddings = {id(p) for p in model.net.embeddings.parameters()}
+    for group in model.optimizers().param_groups:
+        for param in group["params"]:
+            peak = group.get(key, group["lr"])
+            assert peak == pytest.approx(0.001 if id(param) in embeddings else 0.01)
+            # Embeddings are still decayed like every other weight matrix.
+            assert group["weight_decay"] == (0.05 if param.ndim >= 2 else 0.0)
+    with pytest.raises(ValueError, match="embedding_lr_scale"):
+        module(embedding_lr_scale=0.0)
+
+
+def test_embedding_init_std_reaches_the_network():
+    model = module(embedding_init_std=0.01)
+    for emb in model.net.embeddings:
+        assert float(emb.weight.detach().abs().max()) < 0.1

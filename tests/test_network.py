@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import fx, nn
@@ -122,3 +123,125 @@ def test_initialisation_is_seeded():
     b = LoanNet(7, CARDS)
     for pa, pb in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
         torch.testing.assert_close(pa, pb)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Learned piecewise-linear shape of the numeric columns
+# ---------------------------------------------------------------------------------------------------------------------
+def training_like_numeric(n: int = 2000, seed: int = 0) -> np.ndarray:
+    """Columns like the real x_num: continuous, integer-valued with ties (DTI-like), binary, and constant."""
+    rng = np.random.default_rng(seed)
+    columns = [rng.normal(size=n), rng.integers(0, 61, size=n), rng.random(n) < 0.2, np.zeros(n)]
+    return np.column_stack(columns).astype(np.float32)
+
+
+def clamp_sum_shape(x: np.ndarray, edges: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """The encoding written out as Gorishniy et al. define it: sum over bins of slope * clamp((x - lo) / width, 0, 1),
+    zero-width bins contributing nothing."""
+    lo, width = edges[:, :-1], np.diff(edges, axis=1)
+    live = width > 0
+    frac = np.clip((x[:, :, None] - lo) / np.where(live, width, 1.0), 0.0, 1.0)
+    return x + (frac * np.where(live, weight, 0.0)).sum(axis=2)
+
+
+def test_numeric_shape_is_the_identity_until_the_knots_are_placed():
+    net = LoanNet(4, [3], numeric_bins=8)
+    with torch.no_grad():
+        net.bin_weight.normal_()
+    x = torch.from_numpy(training_like_numeric(50))
+    assert not net.numeric_bins_fitted
+    torch.testing.assert_close(net.shape_numeric(x), x)
+    net.fit_numeric_bins(training_like_numeric())
+    assert net.numeric_bins_fitted
+    assert not torch.allclose(net.shape_numeric(x), x)
+
+
+def test_knots_are_the_training_quantiles():
+    train = training_like_numeric()
+    net = LoanNet(4, [], numeric_bins=10)
+    net.fit_numeric_bins(torch.from_numpy(train))
+    for j in range(4):
+        expected = np.quantile(train[:, j].astype(np.float64), np.linspace(0, 1, 11))
+        np.testing.assert_allclose(net.bin_edges[j].numpy(), expected, rtol=1e-6, atol=1e-6)
+    # A binary column has one live bin, a constant column none.
+    live = (net.bin_edges[:, 1:] > net.bin_edges[:, :-1]).sum(dim=1).tolist()
+    assert live[2] == 1 and live[3] == 0 and live[0] == 10
+
+
+@pytest.mark.parametrize("bins", [1, 6, 32])
+def test_shape_equals_the_clamped_sum_over_bins(bins):
+    net = LoanNet(4, [], numeric_bins=bins)
+    net.fit_numeric_bins(training_like_numeric())
+    torch.manual_seed(1)
+    with torch.no_grad():
+        net.bin_weight.normal_()
+    x = training_like_numeric(400, seed=1)
+    x[:5] = [
+        [-9.0, -5.0, 0.0, 3.0],
+        [9.0, 99.0, 1.0, -1.0],
+        [0.0, 45.0, 1.0, 0.0],
+        [0.5, 46.0, 0.0, 0.0],
+        [0, 60, 0, 0],
+    ]
+    expected = clamp_sum_shape(
+        x.astype(np.float64), net.bin_edges.double().numpy(), net.bin_weight.detach().double().numpy()
+    )
+    np.testing.assert_allclose(net.shape_numeric(torch.from_numpy(x)).detach().numpy(), expected, atol=1e-5)
+
+
+def test_one_bin_weight_makes_a_step_between_neighbouring_values():
+    """What a plain MLP finds hard: a jump between two adjacent integers (DTI 45 -> 46) with one weight."""
+    train = training_like_numeric(20000)
+    net = LoanNet(4, [], numeric_bins=32)
+    net.fit_numeric_bins(train)
+    edges = net.bin_edges[1].numpy()
+    b = int(np.searchsorted(edges, 45.0, side="right")) - 1  # the bin that holds DTI 45
+    width = edges[b + 1] - edges[b]
+    assert 0 < width <= 2.5  # ~61 values over 32 bins: bins one or two values wide
+    with torch.no_grad():
+        net.bin_weight[1, b] = 3.0
+    x = torch.zeros(4, 4)
+    x[:, 1] = torch.tensor([edges[b] - 1, edges[b], edges[b + 1], edges[b + 1] + 1])
+    jump = net.shape_numeric(x)[:, 1] - x[:, 1]
+    torch.testing.assert_close(jump, torch.tensor([0.0, 0.0, 3.0, 3.0]))
+
+
+def test_knots_and_slopes_are_saved_with_the_weights():
+    net = LoanNet(4, [3], numeric_bins=8)
+    net.fit_numeric_bins(training_like_numeric())
+    with torch.no_grad():
+        net.bin_weight.normal_()
+    state = net.state_dict()
+    assert {"bin_edges", "bin_weight"} <= set(state)
+    copy = LoanNet(4, [3], numeric_bins=8)
+    copy.load_state_dict(state)
+    x_num, x_cat = torch.from_numpy(training_like_numeric(30, seed=2)), torch.zeros(30, 1, dtype=torch.long)
+    torch.testing.assert_close(copy.eval()(x_num, x_cat), net.eval()(x_num, x_cat))
+
+
+def test_numeric_bins_zero_is_a_plain_mlp():
+    net = LoanNet(4, [3], numeric_bins=0)
+    net.fit_numeric_bins(training_like_numeric())
+    x = torch.from_numpy(training_like_numeric(20))
+    torch.testing.assert_close(net.shape_numeric(x), x)
+    assert net.bin_weight.numel() == 0
+
+
+def test_fit_numeric_bins_rejects_the_wrong_shape():
+    net = LoanNet(4, [], numeric_bins=4)
+    with pytest.raises(ValueError, match="numeric rows"):
+        net.fit_numeric_bins(np.zeros((10, 3)))
+    with pytest.raises(ValueError, match="numeric rows"):
+        net.fit_numeric_bins(np.zeros((0, 4)))
+    with pytest.raises(ValueError, match="numeric_bins"):
+        LoanNet(4, [], numeric_bins=-1)
+
+
+def test_embedding_init_std_scales_the_default_initialisation():
+    torch.manual_seed(0)
+    plain = LoanNet(2, [500, 30], embedding_dims=[4, 4])
+    torch.manual_seed(0)
+    small = LoanNet(2, [500, 30], embedding_dims=[4, 4], embedding_init_std=0.01)
+    for a, b in zip(plain.embeddings, small.embeddings, strict=True):
+        assert float(a.weight.detach().std()) == pytest.approx(1.0, rel=0.1)
+        torch.testing.assert_close(b.weight, a.weight * 0.01)

@@ -147,6 +147,7 @@ def _network_kwargs(model) -> dict[str, Any]:
         "hidden_sizes": [int(h) for h in hp.hidden_sizes],
         "dropout": float(hp.dropout),
         "batch_norm": bool(hp.batch_norm),
+        "numeric_bins": int(hp.get("numeric_bins", 0)),
     }
 
 
