@@ -48,7 +48,8 @@ def test_metrics_agree_with_an_independent_recomputation(trained):
     test = dm.frame("test")
     p = bundle.predict_proba(test)
     y = test["default"].to_numpy()
-    assert roc_auc_score(y, p) == pytest.approx(saved["test_auroc"], abs=1e-6)
+    # float32 sums in another batch order can swap two near-tied loans: one swap moves ROC-AUC by 1/(P*N) ~ 2e-5 here
+    assert roc_auc_score(y, p) == pytest.approx(saved["test_auroc"], abs=1e-4)
     flagged = p >= saved["threshold"]
     assert int(((~flagged) & (y == 1)).sum()) == saved["false_negatives"]
     assert flagged[y == 1].mean() == pytest.approx(saved["recall_at_threshold"], abs=1e-9)
@@ -149,4 +150,4 @@ def test_config_runs_are_reproducible_with_one_seed(trained, tiny_root, tmp_path
     metrics, _ = train(cfg)
     first = json.loads((out / "metrics.json").read_text())
     second = json.loads((Path(tmp_path) / "metrics.json").read_text())
-    assert second["test_auroc"] == pytest.approx(first["test_auroc"], abs=1e-6)
+    assert second["test_auroc"] == pytest.approx(first["test_auroc"], abs=1e-4)  # a near-tie swap at most
