@@ -160,3 +160,16 @@ def test_bad_arguments(net):
     explainer = ShapExplainer(net, *inputs(10, seed=16), NAMES)
     with pytest.raises(ValueError, match="method"):
         explainer.explain(*inputs(2, seed=17), method="kernel")
+
+
+@pytest.mark.parametrize("method", ["fast", "deep"])
+def test_additive_with_fitted_numeric_shapes(method):
+    """The per-column piecewise-linear shapes sit in `embed`, before the explained head: values stay additive."""
+    net = trained_like_net(hidden_sizes=[16])
+    net.fit_numeric_bins(inputs(500, seed=12)[0])
+    with torch.no_grad():
+        net.bin_weight.normal_()
+    explainer = ShapExplainer(net, *inputs(100, seed=13), NAMES, max_background=50)
+    x_num, x_cat = inputs(6, seed=14)
+    values, base = explainer.explain(x_num, x_cat, method=method)
+    np.testing.assert_allclose(base + values.sum(axis=1), logits(net, x_num, x_cat), atol=1e-4)
