@@ -59,7 +59,7 @@ class LoanDefaultModule(L.LightningModule):
     categorical embeddings: Adam gives a rare category's row a full-size step on each of its few appearances (its
     gradient is normalised by its own small second moment), so with ~850 ZIP codes it memorises the few defaults in
     each. A tenth of the LR together with ``embedding_init_std=0.01`` measured ROC-AUC +0.006 on the default
-    synthetic data; either one alone gained nothing.
+    synthetic data; either one alone gained at most 0.002.
     """
 
     def __init__(
