@@ -40,9 +40,10 @@ bench: $(STAMP) ## Run the benchmarks in bench/ (each prints a ratio against a b
 serve: $(STAMP) ## Serve the newest model bundle over REST (ARGS="bundle=<path> port=8000")
 	$(PY) serve.py $(ARGS)
 
-lint: $(STAMP) ## Check style with ruff
+lint: $(STAMP) ## Check style (ruff) and the package's layer contracts (import-linter, see setup.cfg)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(STAMP) ## Format the code with ruff
 	$(BIN)/ruff check --fix .

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from loan_default.data.preprocess import Preprocessor
+    from loan_default.core.preprocess import Preprocessor
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -63,10 +63,10 @@ class BenchData:
 
 def load_features(n_loans: int, data_seed: int, split_seed: int, data_dir: Path) -> BenchData:
     """Generate (once) and read the synthetic data, split it, fit the Preprocessor on the training split."""
-    from loan_default.data.preprocess import Preprocessor
-    from loan_default.data.splits import split_loans
+    from loan_default.core.preprocess import Preprocessor
     from loan_default.freddie.loans import load_loan_table
-    from loan_default.freddie.synthetic import ensure_synthetic
+    from loan_default.synthetic.generate import ensure_synthetic
+    from loan_default.training.splits import split_loans
 
     folder = data_dir / f"synthetic_{n_loans}_{data_seed}"
     ensure_synthetic(folder, loans=n_loans, seed=data_seed)
@@ -88,7 +88,7 @@ def load_features(n_loans: int, data_seed: int, split_seed: int, data_dir: Path)
 
 def previous_matrix(preprocessor: Preprocessor, rows: pd.DataFrame) -> np.ndarray:
     """The outlier matrix before this design: every numeric field as read, log UPB, median-imputed, standardised."""
-    from loan_default.data import features as ft
+    from loan_default.core import features as ft
 
     cols = ft.frame_columns(rows)
     stats = {s["name"]: s for s in preprocessor.state()["numeric"]}
@@ -144,9 +144,9 @@ def main() -> None:
     from pyod.models.hbos import HBOS
     from pyod.models.iforest import IForest
 
-    from loan_default.data.outliers import OutlierFilter, build_detectors, captured_output
-    from loan_default.freddie.synthetic_loans import CORRUPTIONS
-    from loan_default.progress import progress
+    from loan_default.common.progress import progress
+    from loan_default.synthetic.loans import CORRUPTIONS
+    from loan_default.training.outliers import OutlierFilter, build_detectors, captured_output
 
     load_start = time.perf_counter()
     data = load_features(n_loans, args.data_seed, args.seed, args.data_dir)

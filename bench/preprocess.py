@@ -30,9 +30,9 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder, StandardScaler
 
-from loan_default.data import features as ft
-from loan_default.data.preprocess import Preprocessor
-from loan_default.progress import progress
+from loan_default.common.progress import progress
+from loan_default.core import features as ft
+from loan_default.core.preprocess import Preprocessor
 from tests.test_preprocess import make_loans, raw_request
 
 MIN_FREQUENCY = 20

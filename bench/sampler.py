@@ -29,9 +29,9 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
 
-from loan_default.data.sampler import BalancedBatchSampler
-from loan_default.data.tensors import TensorBatchDataset, passthrough_collate
-from loan_default.progress import progress
+from loan_default.common.progress import progress
+from loan_default.training.sampler import BalancedBatchSampler
+from loan_default.training.tensors import TensorBatchDataset, passthrough_collate
 
 FEATURES = 40
 POS_RATE = 0.05

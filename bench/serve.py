@@ -37,14 +37,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # runnable as a script from a checkout without installing the package
+sys.path.insert(0, str(REPO / "tests"))  # the demo bundle is a test helper
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from demo_bundle import build_demo_bundle, demo_loans, loan_requests  # noqa: E402
 
-from loan_default.api.demo import build_demo_bundle, demo_loans, loan_requests  # noqa: E402
-from loan_default.api.schemas import validate_loan  # noqa: E402
-from loan_default.api.scoring import Scorer  # noqa: E402
-from loan_default.bundle import load_bundle  # noqa: E402
+from loan_default.core.bundle import load_bundle  # noqa: E402
+from loan_default.core.scorer import Scorer  # noqa: E402
+from loan_default.serving.schemas import validate_loan  # noqa: E402
 
 BATCH = 1000
 

@@ -27,13 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 import pyarrow.csv as pcsv
 
-from loan_default.freddie.economy import month_index
-from loan_default.freddie.hazard import default_probability
 from loan_default.freddie.schema import PERFORMANCE_LAYOUTS
-from loan_default.freddie.synthetic import default_cutoff, generate
-from loan_default.freddie.synthetic_loans import draw_loans, mask_missing
-from loan_default.freddie.synthetic_paths import simulate_histories
-from loan_default.freddie.synthetic_text import performance_table
+from loan_default.synthetic.economy import month_index
+from loan_default.synthetic.generate import default_cutoff, generate
+from loan_default.synthetic.hazard import default_probability
+from loan_default.synthetic.loans import draw_loans, mask_missing
+from loan_default.synthetic.paths import simulate_histories
+from loan_default.synthetic.text import performance_table
 
 NAIVE_ROWS = 100_000  # rows formatted by the per-row loop (it is slow; the rate is per row either way)
 

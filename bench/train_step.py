@@ -31,16 +31,16 @@ import torch
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler
 
-from loan_default.model import LoanDefaultModule
-from loan_default.network import LoanNet
-from loan_default.progress import progress
+from loan_default.common.progress import progress
+from loan_default.core.network import LoanNet
+from loan_default.training.module import LoanDefaultModule
 
 try:
-    from loan_default.data.sampler import BalancedBatchSampler
+    from loan_default.training.sampler import BalancedBatchSampler
 except ImportError:  # the sampler module is optional here; fall back to plain shuffling and say so
     BalancedBatchSampler = None
 try:
-    from loan_default.data.tensors import TensorBatchDataset, passthrough_collate
+    from loan_default.training.tensors import TensorBatchDataset, passthrough_collate
 except ImportError:
     TensorBatchDataset = None
 

@@ -24,7 +24,7 @@ os.environ.setdefault("CI", "true")  # no progress bars in test logs
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory) -> Path:
     """A project root whose data/synthetic holds a small generated data set (made once per session)."""
-    from loan_default.freddie.synthetic import ensure_synthetic
+    from loan_default.synthetic.generate import ensure_synthetic
 
     root = tmp_path_factory.mktemp("root")
     ensure_synthetic(root / "data" / "synthetic", loans=TINY_LOANS, seed=TINY_SEED)
@@ -34,7 +34,7 @@ def tiny_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def bundle_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small real bundle (fitted Preprocessor, SUOD, LoanNet) for the API and batch-scoring tests, built once."""
-    from loan_default.api.demo import build_demo_bundle
+    from demo_bundle import build_demo_bundle
 
     path = tmp_path_factory.getbasetemp() / "api-demo-bundle"
     build_demo_bundle(path, n_loans=1500, seed=3, detectors=("HBOS", "COPOD"))
@@ -43,7 +43,7 @@ def bundle_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def bundle(bundle_path: Path):
-    from loan_default.bundle import load_bundle
+    from loan_default.core.bundle import load_bundle
 
     return load_bundle(bundle_path)
 

@@ -20,16 +20,16 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from demo_bundle import demo_loans, loan_requests
 from fastapi.testclient import TestClient
 
-from loan_default.api.app import create_app
-from loan_default.api.demo import demo_loans, loan_requests
-from loan_default.api.deps import get_scorer
-from loan_default.api.schemas import EXAMPLE_LOAN, EXAMPLE_SPARSE_LOAN, FEATURE_FIELDS
-from loan_default.api.scoring import Scorer
-from loan_default.api.server import settings_env
-from loan_default.api.settings import ServeSettings
-from loan_default.bundle import BundleError
+from loan_default.core.bundle import BundleError
+from loan_default.core.scorer import Scorer
+from loan_default.serving.app import create_app
+from loan_default.serving.deps import get_scorer
+from loan_default.serving.schemas import EXAMPLE_LOAN, EXAMPLE_SPARSE_LOAN, FEATURE_FIELDS
+from loan_default.serving.server import settings_env
+from loan_default.serving.settings import ServeSettings
 
 REPO = Path(__file__).resolve().parents[1]
 TOL = 1e-6

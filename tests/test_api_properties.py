@@ -17,10 +17,10 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loan_default.api.app import create_app
-from loan_default.api.schemas import FEATURE_FIELDS, REQUIRED_FIELDS
-from loan_default.api.settings import ServeSettings
 from loan_default.freddie.schema import ORIGINATION_FIELDS, Kind
+from loan_default.serving.app import create_app
+from loan_default.serving.schemas import FEATURE_FIELDS, REQUIRED_FIELDS
+from loan_default.serving.settings import ServeSettings
 
 ALLOWED = {200, 400, 413, 415, 422}
 PROPERTY = settings(

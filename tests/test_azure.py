@@ -28,7 +28,7 @@ from omegaconf import OmegaConf  # noqa: E402
 from packaging.requirements import Requirement  # noqa: E402
 from packaging.utils import canonicalize_name  # noqa: E402
 
-from loan_default import azure as aml  # noqa: E402
+from loan_default.azure import jobs as aml  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 JOB_FILES = ["azure_job.yml", "azure_job_ddp.yml"]
@@ -422,7 +422,7 @@ def train_run(root: Path, name: str, *overrides: str) -> tuple[dict, int]:
 
 @pytest.mark.slow
 def test_two_process_cpu_ddp_matches_single_process(tmp_path: Path) -> None:
-    generate = [sys.executable, "-m", "loan_default.freddie.synthetic", "--loans", "20000", "--seed", "2024"]
+    generate = [sys.executable, "-m", "loan_default.synthetic", "--loans", "20000", "--seed", "2024"]
     subprocess.run([*generate, "--out", str(tmp_path / "freddie")], cwd=ROOT, check=True, capture_output=True)
     single, single_steps = train_run(tmp_path, "single")
     ddp, ddp_steps = train_run(tmp_path, "ddp", "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu")
@@ -436,7 +436,7 @@ def test_two_process_cpu_ddp_matches_single_process(tmp_path: Path) -> None:
 def test_job_command_runs_through_bash_and_logs_into_the_jobs_mlflow_run(tmp_path: Path, monkeypatch) -> None:
     """azure_job.yml's command as Azure ML runs it: placeholders filled, bash, MLFLOW_TRACKING_URI / MLFLOW_RUN_ID set."""
     mlflow = pytest.importorskip("mlflow")
-    generate = [sys.executable, "-m", "loan_default.freddie.synthetic", "--loans", "4000", "--seed", "7"]
+    generate = [sys.executable, "-m", "loan_default.synthetic", "--loans", "4000", "--seed", "7"]
     subprocess.run([*generate, "--out", str(tmp_path / "freddie")], cwd=ROOT, check=True, capture_output=True)
     spec = spec_of("azure_job.yml")
     values = {"inputs.data_folder": str(tmp_path / "freddie"), "outputs.run": str(tmp_path / "run")}

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from loan_default.data import datamodule as dm_module
-from loan_default.data.datamodule import LoanDataModule
+from loan_default.training import datamodule as dm_module
+from loan_default.training.datamodule import LoanDataModule
 from tests.conftest import TINY_LOANS, TINY_SEED
 
 OUTLIER = {"method": "suod", "detectors": ["IForest", "HBOS", "COPOD"], "contamination": 0.02,

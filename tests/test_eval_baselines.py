@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from loan_default.evaluation.baselines import fit_baselines
-from loan_default.evaluation.metrics import binary_metrics, ranking_metrics
-from loan_default.evaluation.threshold import choose_threshold
+from loan_default.training.evaluation.baselines import fit_baselines
+from loan_default.training.evaluation.metrics import binary_metrics, ranking_metrics
+from loan_default.training.evaluation.threshold import choose_threshold
 
 N_IDS = 5
 

@@ -9,7 +9,7 @@ import pytest
 from scipy.stats import ks_2samp
 from sklearn import metrics as skm
 
-from loan_default.evaluation.metrics import binary_metrics, mean_abs_shap, ranking_metrics, split_summary
+from loan_default.training.evaluation.metrics import binary_metrics, mean_abs_shap, ranking_metrics, split_summary
 
 
 def sample(seed: int, n: int, decimals: int | None) -> tuple[np.ndarray, np.ndarray]:

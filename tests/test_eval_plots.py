@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from loan_default.evaluation import plots
+from loan_default.training.evaluation import plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -8,9 +8,9 @@ import os
 import numpy as np
 import pytest
 
-from loan_default.evaluation.metrics import binary_metrics, mean_abs_shap, split_summary
-from loan_default.evaluation.report import build_metrics, write_metrics, write_report_md
-from loan_default.evaluation.threshold import choose_threshold
+from loan_default.training.evaluation.metrics import binary_metrics, mean_abs_shap, split_summary
+from loan_default.training.evaluation.report import build_metrics, write_metrics, write_report_md
+from loan_default.training.evaluation.threshold import choose_threshold
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loan_default.evaluation.threshold import choose_threshold
+from loan_default.training.evaluation.threshold import choose_threshold
 
 
 def counts(y: np.ndarray, p: np.ndarray, t: float) -> tuple[int, int, int]:

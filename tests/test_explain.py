@@ -8,8 +8,8 @@ import shap
 import torch
 from torch import nn
 
-from loan_default.evaluation.explain import ShapExplainer
-from loan_default.network import LoanNet
+from loan_default.core.explain import ShapExplainer
+from loan_default.core.network import LoanNet
 
 N_NUMERIC, CARDS = 5, [4, 9, 3]
 NAMES = [f"num{i}" for i in range(N_NUMERIC)] + [f"cat{j}" for j in range(len(CARDS))]
@@ -119,7 +119,7 @@ def test_unsupported_head_falls_back_to_deepexplainer():
 def test_large_batches_are_chunked_without_changing_results(net, explainer, monkeypatch):
     x_num, x_cat = inputs(30, seed=25)
     whole, _ = explainer.explain(x_num, x_cat, method="fast")
-    monkeypatch.setattr("loan_default.evaluation.explain._PAIR_BUDGET", 100 * 32 * 4)  # 4 rows per chunk
+    monkeypatch.setattr("loan_default.core.explain._PAIR_BUDGET", 100 * 32 * 4)  # 4 rows per chunk
     chunked, _ = explainer.explain(x_num, x_cat, method="fast")
     np.testing.assert_allclose(chunked, whole, atol=1e-6)
 

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
 from torch.utils.data import DataLoader, TensorDataset
 
-from loan_default.model import LoanDefaultModule
+from loan_default.training.module import LoanDefaultModule
 
 N_NUMERIC, CARDS = 6, [4, 7]
 STAGE_METRICS = ["auroc", "pr_auc", "recall", "precision", "f1", "loss"]

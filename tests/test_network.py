@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import fx, nn
 
-from loan_default.network import LoanNet, default_embedding_dim
+from loan_default.core.network import LoanNet, default_embedding_dim
 
 CARDS = [5, 12, 3]
 

@@ -18,12 +18,12 @@ from omegaconf import OmegaConf
 from pyod.models.copod import COPOD
 from pyod.models.ecod import ECOD
 
-from loan_default.data.outlier_export import JSON_NAME, NPZ_NAME, OutlierScorer
-from loan_default.data.outliers import OutlierFilter, captured_output
-from loan_default.data.preprocess import Preprocessor
-from loan_default.data.splits import split_loans
+from loan_default.core.outlier_scorer import JSON_NAME, NPZ_NAME, OutlierScorer
+from loan_default.core.preprocess import Preprocessor
 from loan_default.freddie.loans import load_loan_table
-from loan_default.freddie.synthetic import ensure_synthetic
+from loan_default.synthetic.generate import ensure_synthetic
+from loan_default.training.outliers import OutlierFilter, captured_output
+from loan_default.training.splits import split_loans
 
 REPO = Path(__file__).resolve().parents[1]
 ALL_SERVABLE = ("IForest", "HBOS", "COPOD", "ECOD")
@@ -276,7 +276,7 @@ def test_bad_inputs_get_clear_errors(tmp_path, fitted, data):
 
 def test_captured_output_hides_child_process_stderr_and_logs_one_line(capfd, caplog):
     child = "import sys; sys.stderr.write('Traceback (most recent call last):\\nKeyError: boom\\n')"
-    with caplog.at_level(logging.WARNING, logger="loan_default.data.outliers"):
+    with caplog.at_level(logging.WARNING, logger="loan_default.training.outliers"):
         with captured_output("test fit"):
             print("chatter on stdout")
             warnings.warn("a warning", UserWarning, stacklevel=1)
@@ -313,7 +313,7 @@ PARALLEL_SCRIPT = textwrap.dedent(
 
     if __name__ == "__main__":
         sys.addaudithook(read_only_suod)
-        from loan_default.data.outliers import OutlierFilter
+        from loan_default.training.outliers import OutlierFilter
 
         data = np.load(sys.argv[1])
         filters_before = list(warnings.filters)

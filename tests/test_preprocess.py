@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from sklearn.preprocessing import StandardScaler
 
-from loan_default.data import features as ft
-from loan_default.data.preprocess import Preprocessor
+from loan_default.core import features as ft
+from loan_default.core.preprocess import Preprocessor
 from loan_default.freddie.schema import ORIGINATION_FIELDS, Kind
 
 STATES = ["CA", "FL", "TX", "IL", "PA", "OH", "MI", "NC"]

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from loan_default.freddie.loans import load_loan_table
-from loan_default.freddie.synthetic import generate
+from loan_default.synthetic.generate import generate
 
 
 @pytest.mark.slow

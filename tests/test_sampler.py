@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.data import DataLoader, TensorDataset
 
-from loan_default.data.sampler import BalancedBatchSampler
-from loan_default.data.tensors import TensorBatchDataset, passthrough_collate
+from loan_default.training.sampler import BalancedBatchSampler
+from loan_default.training.tensors import TensorBatchDataset, passthrough_collate
 
 
 def make_labels(n: int = 1000, n_pos: int = 50, seed: int = 0) -> np.ndarray:

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loan_default import score
-from loan_default.api.scoring import Scorer
-from loan_default.bundle import load_bundle
+from loan_default.batch import score
+from loan_default.core.bundle import load_bundle
+from loan_default.core.scorer import Scorer
 from loan_default.freddie.reader import read_origination
-from loan_default.freddie.synthetic import generate
+from loan_default.synthetic.generate import generate
 
 
 @pytest.fixture(scope="module")

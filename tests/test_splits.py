@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from loan_default.data.splits import describe_splits, split_loans
+from loan_default.training.splits import describe_splits, split_loans
 
 
 def make_table(n: int = 4000, seed: int = 0, years: range = range(2003, 2011)) -> pd.DataFrame:
@@ -143,7 +143,7 @@ def test_describe_splits_counts_by_hand(caplog):
         }
     )
     idx = {"train": np.array([0, 1, 2, 3]), "val": np.array([4]), "test": np.array([5, 6, 7])}
-    with caplog.at_level(logging.INFO, logger="loan_default.data.splits"):
+    with caplog.at_level(logging.INFO, logger="loan_default.training.splits"):
         summary = describe_splits(df, idx)
     assert summary["train"] == {
         "rows": 4, "defaults": 1, "default_rate": 0.25, "first_vintage": "2004Q1", "last_vintage": "2005Q1",

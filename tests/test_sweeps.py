@@ -28,11 +28,11 @@ from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_override
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from loan_default.optuna_sweeper import ResumableOptunaSweeperImpl, count_finished, settle_unfinished_trials
-from loan_default.sweep_callbacks import error_line
-from loan_default.sweep_status import FAILED, INTERRUPTED, OK, RUNNING, read_status, write_status
-from loan_default.sweeps import main as summary_main
-from loan_default.sweeps import rank_jobs, split_overrides, write_summary
+from loan_default.sweeps.callbacks import error_line
+from loan_default.sweeps.optuna_sweeper import ResumableOptunaSweeperImpl, count_finished, settle_unfinished_trials
+from loan_default.sweeps.status import FAILED, INTERRUPTED, OK, RUNNING, read_status, write_status
+from loan_default.sweeps.summary import main as summary_main
+from loan_default.sweeps.summary import rank_jobs, split_overrides, write_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -21,11 +21,11 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from loan_default.freddie import schema, synthetic
-from loan_default.freddie.economy import month_index
-from loan_default.freddie.hazard import default_probability
+from loan_default.freddie import schema
 from loan_default.freddie.loans import load_loan_table
-from loan_default.freddie.synthetic import (
+from loan_default.synthetic import generate as synthetic
+from loan_default.synthetic.economy import month_index
+from loan_default.synthetic.generate import (
     MANIFEST,
     PERFORMANCE_LAYOUT_FOR,
     SyntheticArgumentError,
@@ -34,9 +34,10 @@ from loan_default.freddie.synthetic import (
     main,
     parse_vintages,
 )
-from loan_default.freddie.synthetic_loans import CORRUPTIONS, draw_loans, mask_missing
-from loan_default.freddie.synthetic_paths import simulate_histories
-from loan_default.freddie.synthetic_text import AtomicWriter, origination_table, performance_table
+from loan_default.synthetic.hazard import default_probability
+from loan_default.synthetic.loans import CORRUPTIONS, draw_loans, mask_missing
+from loan_default.synthetic.paths import simulate_histories
+from loan_default.synthetic.text import AtomicWriter, origination_table, performance_table
 
 SMALL, LARGE = 2_000, 20_000
 CREDIT_EVENTS = {"02", "03", "09", "15"}

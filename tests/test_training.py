@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from loan_default.bundle import BundleError, load_bundle
-from loan_default.training import loss_pos_weight, prior_logit_offset
+from loan_default.core.bundle import BundleError, load_bundle
+from loan_default.training.imbalance import loss_pos_weight, prior_logit_offset
 from tests.conftest import compose_train_cfg
 
 
 @pytest.fixture(scope="module")
 def trained(tiny_root, tmp_path_factory):
     """One complete tiny training run shared by the tests below."""
-    from loan_default.training import train
+    from loan_default.training.train import train
 
     out = tmp_path_factory.mktemp("run")
     cfg = compose_train_cfg(tiny_root, out)
@@ -96,7 +96,7 @@ def test_missing_bundle_gives_a_clear_error(tmp_path):
 
 def test_resume_from_last_checkpoint_continues_training(trained, tiny_root, tmp_path):
     """A run resumed from last.ckpt starts at the saved epoch and trains on to the new max_epochs."""
-    from loan_default.training import train
+    from loan_default.training.train import train
 
     out, _, _ = trained
     ckpt = out / "checkpoints" / "last.ckpt"
@@ -114,7 +114,7 @@ def test_resume_from_last_checkpoint_continues_training(trained, tiny_root, tmp_
 
 
 def test_fast_dev_run(tiny_root, tmp_path):
-    from loan_default.training import train
+    from loan_default.training.train import train
 
     cfg = compose_train_cfg(tiny_root, tmp_path, ["debug=fdr"])
     metrics, objects = train(cfg)
@@ -143,7 +143,7 @@ def test_prior_offset_undoes_resampling_exactly():
 
 def test_config_runs_are_reproducible_with_one_seed(trained, tiny_root, tmp_path):
     """Same seed, same data -> the same test ROC-AUC (SUOD, splits, sampler and init all follow cfg.seed)."""
-    from loan_default.training import train
+    from loan_default.training.train import train
 
     out, _, _ = trained
     cfg = compose_train_cfg(tiny_root, tmp_path, ["evaluation.baselines=false", "evaluation.shap=false"])

@@ -12,11 +12,11 @@ import pandas as pd
 import pyarrow as pa
 from pandas.api.extensions import take
 
+from loan_default.common.progress import progress
 from loan_default.freddie.errors import FreddieDataWarning, FreddieFileError, SkipLog, check_policy
 from loan_default.freddie.files import FilePair, find_file_pairs
 from loan_default.freddie.labels import LabelConfig, LabelReport, OutcomeAggregator, label_loans
 from loan_default.freddie.reader import read_origination, read_performance
-from loan_default.progress import progress
 
 DEFAULT_LABEL = LabelConfig()
 TRUTH_FILE = "truth.csv"

@@ -30,10 +30,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pv
 
+from loan_default.common.progress import progress_bar
 from loan_default.freddie import schema
 from loan_default.freddie.errors import FreddieFormatError, SkipLog, check_policy
 from loan_default.freddie.files import Source
-from loan_default.progress import progress_bar
 
 DEFAULT_BLOCK_SIZE = 4 << 20  # bytes per chunk (~50k performance rows): each conversion call has a fixed cost
 ORIGINATION_BLOCK_SIZE = 1 << 20  # ~7k origination rows: every column is read, so smaller chunks keep memory low

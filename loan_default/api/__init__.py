@@ -1,1 +1,0 @@
-"""FastAPI scoring service for a model bundle."""

@@ -1,0 +1,1 @@
+"""Scoring whole origination files with a bundle: imports only loan_default.core."""

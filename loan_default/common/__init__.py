@@ -1,0 +1,1 @@
+"""Shared helpers with no project dependencies: atomic file writes, progress bars."""

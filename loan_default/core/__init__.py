@@ -1,0 +1,1 @@
+"""What training and serving share: features, preprocessing state, network, outlier scorer, explainer, scorer, bundle."""

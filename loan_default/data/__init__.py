@@ -1,1 +1,0 @@
-"""Splits, preprocessing, outlier removal, batch sampling and the LightningDataModule."""

@@ -1,1 +1,0 @@
-"""Threshold choice, metrics, plots, baselines, SHAP and the evaluation report."""

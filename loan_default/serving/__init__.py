@@ -1,0 +1,1 @@
+"""The FastAPI scoring service: imports only loan_default.core (no training code)."""

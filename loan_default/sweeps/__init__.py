@@ -1,0 +1,1 @@
+"""Hydra multirun support: per-job status, the sweep summary, and the resumable Optuna sweeper."""

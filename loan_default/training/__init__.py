@@ -1,0 +1,1 @@
+"""Training: data module, LightningModule, train(cfg), evaluation and the bundle it writes."""

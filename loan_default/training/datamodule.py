@@ -1,0 +1,230 @@
+"""LoanDataModule: Freddie Mac files (or the synthetic default) -> clean, scaled, balanced training batches.
+
+`prepare_data` generates the synthetic files if missing (or checks the real ones); `setup` reads and labels (cached),
+splits, fits the preprocessor and the outlier filter on the training split only, and builds tensors. Validation and test
+rows are never dropped or seen by anything fitted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+
+from loan_default.core.preprocess import Preprocessor
+from loan_default.freddie.files import find_file_pairs
+from loan_default.freddie.labels import LabelConfig
+from loan_default.freddie.loans import load_loan_table
+from loan_default.training.cache import cached_table, file_lock, fingerprint
+from loan_default.training.outliers import OutlierFilter
+from loan_default.training.sampler import BalancedBatchSampler
+from loan_default.training.splits import describe_splits, split_loans
+from loan_default.training.tensors import TensorBatchDataset, passthrough_collate
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+class LoanDataModule(L.LightningDataModule):
+    """Everything between raw Freddie Mac files and model-ready batches."""
+
+    def __init__(
+        self,
+        source: str = "synthetic",
+        folder: str | None = None,
+        origination: str | None = None,
+        performance: str | None = None,
+        synthetic: dict | None = None,
+        cache_dir: str | None = None,
+        on_bad_row: str = "raise",
+        label: dict | None = None,
+        split: dict | None = None,
+        sampler: dict | None = None,
+        outlier: dict | None = None,
+        batch_size: int = 1024,
+        eval_batch_size: int = 8192,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if source not in {"synthetic", "freddie"}:
+            raise ValueError(f"data.source must be 'synthetic' or 'freddie', got {source!r}")
+        if source == "freddie" and not folder and not (origination and performance):
+            raise ValueError(
+                "Real Freddie Mac data needs data.folder=<folder of files> or both "
+                "data.origination=<file> and data.performance=<file>"
+            )
+        self.source = source
+        self.folder = Path(folder) if folder else None
+        self.origination = Path(origination) if origination else None
+        self.performance = Path(performance) if performance else None
+        self.synthetic = dict(synthetic or {})
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.on_bad_row = on_bad_row
+        self.label = LabelConfig(**(label or {}))
+        self.split = dict(split or {"method": "stratified"})
+        self.sampler_cfg = dict(sampler or {"name": "balanced", "pos_fraction": 0.5})
+        self.outlier_cfg = dict(outlier or {"method": "none"})
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self._is_setup = False
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Lightning hooks
+    # ------------------------------------------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        """Generate the synthetic files when they are missing or were made with other settings."""
+        if self.source == "synthetic":
+            from loan_default.synthetic.generate import ensure_synthetic
+
+            with file_lock(self.folder.parent / f".{self.folder.name}.lock"):  # one generator per folder at a time
+                ensure_synthetic(self.folder, **self.synthetic)
+        else:
+            find_file_pairs(folder=self.folder, origination=self.origination, performance=self.performance)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._is_setup:
+            return
+        self.table, self.load_report = self._load_table()
+        self.split_index = split_loans(self.table, seed=self.seed, **self.split)
+        self.split_summary = describe_splits(self.table, self.split_index)  # logs sizes and default rates
+
+        train_rows = self.table.iloc[self.split_index["train"]]
+        self.preprocessor = Preprocessor().fit(train_rows)
+
+        self.outlier_filter = OutlierFilter(seed=self.seed, **self.outlier_cfg)
+        keep = self.outlier_filter.fit(self.preprocessor.outlier_matrix(train_rows), train_rows["default"].to_numpy())
+        self.outlier_report = dict(self.outlier_filter.report)
+        if "corrupted" in train_rows:  # synthetic data: how many of the generator's corrupted records were caught
+            corrupted = train_rows["corrupted"].to_numpy().astype(bool)
+            if corrupted.any():
+                self.outlier_report["corrupted_recall"] = float((~keep[corrupted]).mean())
+        self.split_index["train"] = self.split_index["train"][keep]
+        log.info("Outlier filter: %s", json.dumps(self.outlier_report))
+
+        self.arrays = {name: self._arrays(self.table.iloc[idx]) for name, idx in self.split_index.items()}
+        y_train = self.arrays["train"][2]
+        positives = int(y_train.sum())
+        if positives == 0:
+            raise ValueError("The training split holds no defaults: nothing to learn. Use more data or vintages.")
+        #: negatives / positives in the training data (the weight that balances a plain weighted BCE)
+        self.pos_weight = float((len(y_train) - positives) / positives)
+        self._is_setup = True
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Loaders
+    # ------------------------------------------------------------------------------------------------------------
+    def train_dataloader(self) -> DataLoader:
+        data = self._dataset("train")
+        if self.sampler_cfg.get("name", "balanced") == "balanced":
+            batches = BalancedBatchSampler(
+                self.arrays["train"][2],
+                batch_size=self.batch_size,
+                pos_fraction=self.sampler_cfg.get("pos_fraction"),
+                pos_to_neg_ratio=self.sampler_cfg.get("pos_to_neg_ratio"),
+                seed=self.seed,
+            )
+            if self.trainer is not None:  # resumed runs continue the epoch sequence instead of replaying epoch 0
+                batches.set_epoch(self.trainer.current_epoch)
+        else:
+            generator = torch.Generator().manual_seed(self.seed)
+            # drop_last: a one-row final batch would break BatchNorm
+            batches = BatchSampler(RandomSampler(data, generator=generator), self.batch_size, drop_last=True)
+        return self._loader(data, batches)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+    def loader(self, split: str) -> DataLoader:
+        """An ordered, unsampled loader over any split (for prediction and evaluation)."""
+        return self._eval_loader(split)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # What the model, the evaluation and the bundle need
+    # ------------------------------------------------------------------------------------------------------------
+    @property
+    def n_numeric(self) -> int:
+        return len(self.preprocessor.numeric_names)
+
+    @property
+    def cat_cardinalities(self) -> list[int]:
+        return [int(c) for c in self.preprocessor.cat_cardinalities]
+
+    @property
+    def batch_pos_fraction(self) -> float:
+        """Share of defaults the model sees in a training batch (for the loss weight)."""
+        y = self.arrays["train"][2]
+        natural = float(y.mean())
+        if self.sampler_cfg.get("name", "balanced") != "balanced":
+            return natural
+        if self.sampler_cfg.get("pos_fraction") is not None:
+            return float(self.sampler_cfg["pos_fraction"])
+        ratio = float(self.sampler_cfg["pos_to_neg_ratio"])
+        return ratio / (1.0 + ratio)
+
+    def summary(self) -> dict[str, Any]:
+        """Data facts for the report: label report, split sizes and default rates, outlier removal."""
+        return {"labels": self.load_report, "splits": self.split_summary, "outliers": self.outlier_report}
+
+    def frame(self, split: str) -> pd.DataFrame:
+        """The loan-table rows of a split (after outlier removal for train)."""
+        return self.table.iloc[self.split_index[split]]
+
+    # ------------------------------------------------------------------------------------------------------------
+    def _load_table(self) -> tuple[pd.DataFrame, dict]:
+        pairs = find_file_pairs(folder=self.folder, origination=self.origination, performance=self.performance)
+        files = sorted({s.path for pair in pairs for s in (pair.origination, pair.performance)})
+        if self.folder is not None and (self.folder / "truth.csv").exists():
+            files.append(self.folder / "truth.csv")
+        settings = {"label": self.label.__dict__, "on_bad_row": self.on_bad_row}
+        key = fingerprint(files, settings)
+
+        def build() -> tuple[pd.DataFrame, dict]:
+            table, report = load_loan_table(
+                origination=self.origination,
+                performance=self.performance,
+                folder=self.folder,
+                label=self.label,
+                on_bad_row=self.on_bad_row,
+            )
+            log.info("%s", report)
+            return table, report.to_dict()
+
+        return cached_table(self.cache_dir, key, build)
+
+    def _arrays(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x_num, x_cat = self.preprocessor.transform(frame)
+        return x_num, x_cat, frame["default"].to_numpy(dtype=np.float32)
+
+    def _dataset(self, split: str) -> TensorBatchDataset:
+        x_num, x_cat, y = self.arrays[split]
+        return TensorBatchDataset(torch.from_numpy(x_num), torch.from_numpy(x_cat), torch.from_numpy(y))
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        data = self._dataset(split)
+        return self._loader(data, BatchSampler(SequentialSampler(data), self.eval_batch_size, drop_last=False))
+
+    def _loader(self, data, batch_sampler) -> DataLoader:
+        return DataLoader(
+            data,
+            batch_sampler=batch_sampler,
+            collate_fn=passthrough_collate,  # the dataset already returns whole batches (one gather, no per-row stack)
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )

@@ -1,0 +1,1 @@
+"""After training: threshold, metrics, baselines, plots, report and the bundle."""

@@ -1,0 +1,224 @@
+"""LightningModule that trains `LoanNet` with weighted BCE and reports ROC-AUC, PR-AUC, recall, precision and F1."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import MaxMetric, MeanMetric, MetricCollection
+from torchmetrics.classification import (
+    BinaryAUROC,
+    BinaryAveragePrecision,
+    BinaryF1Score,
+    BinaryPrecision,
+    BinaryRecall,
+)
+
+from loan_default.core.network import LoanNet, default_embedding_dim
+
+SCHEDULERS = ("cosine", "plateau", "onecycle", "none")
+Batch = Sequence[torch.Tensor]
+
+
+def _int_list(values: Sequence[int] | None) -> list[int] | None:
+    """Plain ``list[int]`` from any sequence (Hydra's ListConfig, tuples, numpy ints): checkpoints stay loadable
+    under torch's ``weights_only`` loading, which refuses OmegaConf and numpy objects."""
+    return None if values is None else [int(v) for v in values]
+
+
+def _warmup_cosine(warmup_steps: int, total_steps: int, cosine: bool) -> Callable[[int], float]:
+    """LR factor per optimizer step: linear warmup, then a cosine decay to 0 (or a constant 1)."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if not cosine:
+            return 1.0
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+class LoanDefaultModule(L.LightningModule):
+    """Trains `LoanNet` on batches ``(x_num, x_cat, y)``; logs ``{train,val,test}/{loss,auroc,pr_auc,...}``.
+
+    ``pos_weight`` multiplies the loss of positive (default) rows; ``metric_thresholds`` bins AUROC and PR-AUC into
+    that many thresholds (constant memory) instead of keeping every prediction of the epoch (``None``, exact).
+    Binning costs time on CPU: ~2 ms per 1024-row update with 200 thresholds against ~0.04 ms exact, and seconds per
+    update under ``Trainer(deterministic=True)``, where torchmetrics swaps ``bincount`` for a dense comparison.
+    ``warmup_steps`` ramps the LR linearly over the first optimizer steps ("cosine", "none"); for "onecycle" it sets
+    the rising phase; "plateau" (which steps on ``val/loss`` each epoch) does not take it.
+
+    ``numeric_bins`` is `LoanNet`'s learned piecewise-linear shape per numeric column; its knots are placed at the
+    training rows' quantiles when training starts (``on_train_start``), unless the network already has knots (a
+    resumed run or a loaded checkpoint keeps its own). ``embedding_lr_scale`` multiplies the learning rate of the
+    categorical embeddings: Adam gives a rare category's row a full-size step on each of its few appearances (its
+    gradient is normalised by its own small second moment), so with ~850 ZIP codes it memorises the few defaults in
+    each. A tenth of the LR together with ``embedding_init_std=0.01`` measured ROC-AUC +0.006 on the default
+    synthetic data; either one alone gained at most 0.002.
+    """
+
+    def __init__(
+        self,
+        n_numeric: int,
+        cat_cardinalities: Sequence[int] = (),
+        embedding_dims: Sequence[int] | None = None,
+        max_embedding_dim: int = 16,
+        hidden_sizes: Sequence[int] = (128, 64),
+        dropout: float = 0.1,
+        batch_norm: bool = True,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        pos_weight: float | None = None,
+        scheduler: str = "cosine",
+        warmup_steps: int = 0,
+        metric_thresholds: int | None = None,
+        numeric_bins: int = 32,
+        embedding_init_std: float = 1.0,
+        embedding_lr_scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
+        if scheduler == "plateau" and warmup_steps:
+            raise ValueError("warmup_steps is not supported with the 'plateau' scheduler")
+        if not embedding_lr_scale > 0:
+            raise ValueError(f"embedding_lr_scale must be > 0, got {embedding_lr_scale}")
+        # Rebind the arguments as plain Python values before save_hyperparameters(), which reads them from here.
+        n_numeric = int(n_numeric)
+        cat_cardinalities = _int_list(cat_cardinalities)
+        embedding_dims = _int_list(embedding_dims)
+        max_embedding_dim = int(max_embedding_dim)
+        if embedding_dims is None:  # resolved here so the checkpoint records the widths actually used
+            embedding_dims = [default_embedding_dim(c, max_embedding_dim) for c in cat_cardinalities]
+        hidden_sizes = _int_list(hidden_sizes)
+        dropout, lr, weight_decay = float(dropout), float(lr), float(weight_decay)
+        batch_norm, warmup_steps = bool(batch_norm), int(warmup_steps)
+        numeric_bins, embedding_init_std = int(numeric_bins), float(embedding_init_std)
+        embedding_lr_scale = float(embedding_lr_scale)
+        pos_weight = None if pos_weight is None else float(pos_weight)
+        metric_thresholds = None if metric_thresholds is None else int(metric_thresholds)
+        self.save_hyperparameters()
+
+        self.net = LoanNet(
+            n_numeric,
+            cat_cardinalities,
+            embedding_dims,
+            hidden_sizes,
+            dropout,
+            batch_norm,
+            numeric_bins=numeric_bins,
+            embedding_init_std=embedding_init_std,
+        )
+        # BCEWithLogitsLoss keeps pos_weight as a buffer, so it follows the module across devices and checkpoints.
+        weight = None if pos_weight is None else torch.tensor(pos_weight)
+        self.loss_fn = nn.BCEWithLogitsLoss(pos_weight=weight, reduction="none")
+        metrics = MetricCollection(
+            {
+                "auroc": BinaryAUROC(thresholds=metric_thresholds),
+                "pr_auc": BinaryAveragePrecision(thresholds=metric_thresholds),
+                "recall": BinaryRecall(),
+                "precision": BinaryPrecision(),
+                "f1": BinaryF1Score(),
+            }
+        )
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+        # Epoch-mean losses as metrics rather than `self.log` on every step, whose bookkeeping cost about as much
+        # as the metric updates (bench/train_step.py). "disable": a NaN check would sync the GPU on every step.
+        self.train_loss = MeanMetric(nan_strategy="disable")
+        self.val_loss = MeanMetric(nan_strategy="disable")
+        self.test_loss = MeanMetric(nan_strategy="disable")
+        self.val_auroc_best = MaxMetric()
+        self.val_auroc_best.persistent(True)  # saved in checkpoints, so a resumed run keeps the best so far
+
+    def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
+        """Logits (N, 1)."""
+        return self.net(x_num, x_cat)
+
+    def _step(self, batch: Batch, metrics: MetricCollection, mean_loss: MeanMetric) -> torch.Tensor:
+        """Loss of one batch; updates the stage's metrics with probabilities (never raw logits, STYLE trap 2)."""
+        x_num, x_cat, y = batch
+        logits = self(x_num, x_cat).squeeze(1)
+        row_loss = self.loss_fn(logits, y)
+        metrics.update(torch.sigmoid(logits.detach()), y.long())
+        # Per-row losses make the epoch value the exact row mean even when the last batch is smaller.
+        mean_loss.update(row_loss.detach())
+        return row_loss.mean()
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, self.train_metrics, self.train_loss)
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._step(batch, self.val_metrics, self.val_loss)
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._step(batch, self.test_metrics, self.test_loss)
+
+    def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        """Probabilities of default (N,); the batch may come with or without labels."""
+        return torch.sigmoid(self(batch[0], batch[1]).squeeze(1))
+
+    def on_train_start(self) -> None:
+        # Here, not in setup: the train dataloader exists, and a resumed run's checkpoint (knots included) is loaded.
+        if self.hparams.numeric_bins and not self.net.numeric_bins_fitted:
+            self.net.fit_numeric_bins(self._training_numeric())
+
+    def _training_numeric(self) -> torch.Tensor:
+        """x_num of every training row once, read from the dataset rather than the (possibly resampling) loader."""
+        data = self.trainer.train_dataloader.dataset
+        tensors = getattr(data, "tensors", None)  # TensorDataset, TensorBatchDataset
+        if tensors is not None:
+            return tensors[0]
+        return torch.stack([torch.as_tensor(data[i][0]) for i in range(len(data))])
+
+    def on_train_epoch_end(self) -> None:
+        # Logged as Metric objects: Lightning computes (and syncs across processes) once, then resets them.
+        self.log("train/loss", self.train_loss)
+        self.log_dict(self.train_metrics)
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.trainer.sanity_checking:
+            self.val_auroc_best.update(self.val_metrics.compute()["val/auroc"])
+            self.log("val/auroc_best", self.val_auroc_best.compute())
+        self.log("val/loss", self.val_loss, prog_bar=True)
+        self.log_dict(self.val_metrics, prog_bar=True)
+
+    def on_test_epoch_end(self) -> None:
+        self.log("test/loss", self.test_loss)
+        self.log_dict(self.test_metrics)
+
+    def configure_optimizers(self) -> dict:
+        hp = self.hparams
+        # No weight decay on biases and BatchNorm scales: decaying them only fights the normalisation.
+        embedding = {id(p) for p in self.net.embeddings.parameters()}
+        groups = [
+            {"params": [p for p in self.parameters() if p.ndim >= 2 and id(p) not in embedding], "lr": hp.lr},
+            {"params": [p for p in self.parameters() if id(p) in embedding], "lr": hp.lr * hp.embedding_lr_scale},
+            {"params": [p for p in self.parameters() if p.ndim < 2], "lr": hp.lr, "weight_decay": 0.0},
+        ]
+        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.scheduler == "plateau":
+            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=2)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": plateau, "monitor": "val/loss"}}
+        if hp.scheduler == "none" and not hp.warmup_steps:
+            return {"optimizer": optimizer}
+        total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total):
+            raise ValueError(f"scheduler {hp.scheduler!r} needs a finite run: set trainer max_epochs or max_steps")
+        total = int(total)
+        if hp.scheduler == "onecycle":
+            pct_start = hp.warmup_steps / total if hp.warmup_steps else 0.3
+            peaks = [group["lr"] for group in optimizer.param_groups]
+            schedule = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=peaks, total_steps=total, pct_start=pct_start
+            )
+        else:
+            factor = _warmup_cosine(hp.warmup_steps, total, cosine=hp.scheduler == "cosine")
+            schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -1,0 +1,116 @@
+"""`train(cfg)`: data -> fit -> best checkpoint -> evaluation report -> model bundle. Called by train.py and tests."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from loan_default.common.progress import progress_enabled
+from loan_default.training.config import resolved_yaml
+from loan_default.training.imbalance import loss_pos_weight
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train and evaluate one configuration. Returns (metrics, objects) like lightning-hydra-template's `train`."""
+    started = time.time()
+    _apply_extras(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "config.yaml").write_text(resolved_yaml(cfg))
+
+    log.info("Instantiating datamodule <%s>", cfg.data._target_)
+    datamodule = instantiate(
+        cfg.data,
+        sampler=OmegaConf.to_container(cfg.sampler, resolve=True),
+        outlier=OmegaConf.to_container(cfg.outlier, resolve=True),
+        _convert_="all",
+    )
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+
+    log.info("Instantiating model <%s>", cfg.model._target_)
+    model = instantiate(
+        cfg.model,
+        n_numeric=datamodule.n_numeric,
+        cat_cardinalities=datamodule.cat_cardinalities,
+        pos_weight=loss_pos_weight(cfg.model.get("pos_weight"), datamodule.batch_pos_fraction),
+        _convert_="all",
+    )
+
+    loggers = _instantiate_group(cfg.get("logger"), "logger")
+    callbacks = _instantiate_group(cfg.get("callbacks"), "callback")
+    if not loggers:  # LearningRateMonitor refuses to run without a logger
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    trainer_overrides: dict[str, Any] = {"callbacks": callbacks, "logger": loggers or False}
+    if cfg.trainer.get("enable_progress_bar") is None:
+        trainer_overrides["enable_progress_bar"] = progress_enabled()
+    log.info("Instantiating trainer <%s>", cfg.trainer._target_)
+    trainer: L.Trainer = instantiate(cfg.trainer, **trainer_overrides)
+
+    objects = {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
+    metrics: dict[str, Any] = {}
+    if cfg.get("train", True):
+        log.info("Starting training")
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        metrics.update(_scalars(trainer.callback_metrics))
+
+    if cfg.get("test", True) and not trainer.fast_dev_run:
+        best = _best_checkpoint(trainer, cfg)
+        log.info("Testing the checkpoint %s", best or "in memory")
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=best)
+        metrics.update(_scalars(trainer.callback_metrics))
+        if trainer.is_global_zero:
+            from loan_default.training.evaluation.evaluate import evaluate_and_bundle
+
+            best_model = type(model).load_from_checkpoint(best) if best else model
+            report = evaluate_and_bundle(cfg, datamodule, best_model, output_dir, started=started)
+            metrics.update({k: v for k, v in report.items() if isinstance(v, int | float)})
+            objects["report"] = report
+    return metrics, objects
+
+
+def _best_checkpoint(trainer: L.Trainer, cfg: DictConfig) -> str | None:
+    ckpt = trainer.checkpoint_callback
+    if isinstance(ckpt, ModelCheckpoint) and ckpt.best_model_path:
+        return ckpt.best_model_path
+    if cfg.get("train", True):
+        log.warning("No best checkpoint (checkpointing off?): evaluating the weights in memory")
+        return None
+    return cfg.get("ckpt_path")
+
+
+def _instantiate_group(group: DictConfig | None, kind: str) -> list:
+    objects = []
+    for name, conf in (group or {}).items():
+        if isinstance(conf, DictConfig) and "_target_" in conf:
+            log.info("Instantiating %s <%s>", kind, conf._target_)
+            objects.append(instantiate(conf, _convert_="all"))
+        else:
+            log.debug("Skipping %s %s: no _target_", kind, name)
+    return objects
+
+
+def _scalars(metrics: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, torch.Tensor) and v.numel() == 1}
+
+
+def _apply_extras(cfg: DictConfig) -> None:
+    extras = cfg.get("extras") or {}
+    if extras.get("ignore_warnings"):
+        warnings.filterwarnings("ignore")
+        for noisy in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+    if extras.get("print_config"):
+        log.info("Resolved config:\n%s", resolved_yaml(cfg))
