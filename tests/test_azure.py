@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import configparser
 import csv
+import io
 import json
 import os
 import re
@@ -28,6 +29,7 @@ from omegaconf import OmegaConf  # noqa: E402
 from packaging.requirements import Requirement  # noqa: E402
 from packaging.utils import canonicalize_name  # noqa: E402
 
+from loan_default.azure import command as aml_command  # noqa: E402
 from loan_default.azure import jobs as aml  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -204,8 +206,11 @@ def test_set_overrides_reach_the_printed_job(capsys) -> None:
         "path": "azureml:freddie-mac:2",
         "mode": "ro_mount",
     }
-    job = aml.to_job(printed, ROOT / "azure_job.yml")
+    job = load_job(io.StringIO(yaml.safe_dump(printed)), relative_origin=str(ROOT / "azure_job.yml"))
     assert job.compute == "gpu-cluster"
+    # What was printed is what the SDK builds from the file and the --set overrides.
+    sdk = aml.to_job(ROOT / "azure_job.yml", aml.parse_sets(["compute=azureml:gpu-cluster", "inputs.max_epochs=3"]))
+    assert (sdk.compute, sdk.command, sdk.inputs["max_epochs"]._data) == (job.compute, job.command, "3")
 
 
 @pytest.mark.parametrize(
@@ -228,7 +233,7 @@ def test_typos_fail_offline_with_exit_code_2(override: str, message: str, capsys
 
 
 def test_hydra_key_typo_is_caught() -> None:
-    spec = aml.apply_sets(spec_of("azure_job.yml"), ["command=python train.py trainer.max_epoch=3"])
+    spec = aml.with_params(spec_of("azure_job.yml"), aml.parse_sets(["command=python train.py trainer.max_epoch=3"]))
     spec["inputs"], spec["outputs"] = {}, {}
     assert "trainer.max_epoch" in " ".join(aml.check(spec, ROOT))
 
@@ -251,23 +256,62 @@ def test_ddp_job_without_ddp_trainer_is_refused() -> None:
 
 
 def test_synthetic_variant_needs_no_data_asset() -> None:
-    spec = aml.use_synthetic(spec_of("azure_job.yml"))
+    params = aml.use_synthetic(spec_of("azure_job.yml"))
+    spec = aml.with_params(spec_of("azure_job.yml"), params)
     assert "data_folder" not in spec["inputs"] and "${{inputs.data_folder}}" not in spec["command"]
     assert aml.check(spec, ROOT) == []
     cfg = compose_train(train_overrides(spec["command"], spec["inputs"], spec["outputs"]))
     assert cfg.data.source == "synthetic" and cfg.hydra.run.dir == "/mnt/out/run"
-    aml.to_job(spec, ROOT / "azure_job.yml")
+    job = aml.to_job(ROOT / "azure_job.yml", params)
+    assert "data_folder" not in job.inputs and job.command == spec["command"]
 
 
 def test_multirun_variant_sweeps_into_the_output_and_checks_every_choice() -> None:
-    spec = aml.add_overrides(spec_of("azure_job.yml"), ["outlier=none,suod"], multirun=True)
+    base = spec_of("azure_job.yml")
+    spec = aml.with_params(base, aml.add_overrides(base, ["outlier=none,suod"], multirun=True))
     tokens = shlex.split(spec["command"])
     assert tokens[:3] == ["python", "train.py", "-m"]
     assert "hydra.sweep.dir=${{outputs.run}}" in tokens and "outlier=none,suod" in tokens
     assert not any("mlflow.run_id" in t for t in tokens), "every trial would log into the job's one MLflow run"
     assert aml.check(spec, ROOT) == []
-    bad = aml.add_overrides(spec_of("azure_job.yml"), ["outlier=none,sod"], multirun=True)
+    bad = aml.with_params(base, aml.add_overrides(base, ["outlier=none,sod"], multirun=True))
     assert "outlier/sod" in " ".join(aml.check(bad, ROOT))
+
+
+def test_command_edits_keep_untouched_words_verbatim() -> None:
+    """Only the edited words change: quotes, `$VAR` and a shell tail after `&&` stay as the file wrote them."""
+    command = (
+        "cd $HOME && python train.py -m data=freddie 'experiment=${{inputs.e}}' "
+        '"++logger.mlflow.run_id=${oc.env:X,null}" trainer.devices=1 && echo "done $X"'
+    )
+    parsed = aml_command.HydraCommand.parse(command)
+    assert str(parsed) == command
+    assert parsed.script == "train.py" and parsed.multirun
+    assert parsed.values("logger.mlflow.run_id") == ["${oc.env:X,null}"]
+    parsed.replace("trainer.devices", lambda w: aml_command.Word.quoted("trainer.devices=4"))
+    parsed.append(["threshold.recall_target=0.9,0.95", "model.name=a b"])
+    assert str(parsed) == command.replace("trainer.devices=1", "trainer.devices=4").replace(
+        " && echo", " threshold.recall_target=0.9,0.95 'model.name=a b' && echo"
+    )
+    assert shlex.split(str(parsed))[-4] == "model.name=a b"
+    with pytest.raises(aml_command.CommandError, match="unbalanced"):
+        aml_command.HydraCommand.parse("python train.py 'data=freddie")
+
+
+def test_ddp_notes_each_rewritten_count(capsys) -> None:
+    spec = spec_of("azure_job_ddp.yml")
+    params, notes = aml.sync_distribution(spec)
+    assert params == [] and notes == [], "the file's own counts agree"
+    spec = aml.with_params(spec, aml.parse_sets(["resources.instance_count=3"]))
+    params, notes = aml.sync_distribution(spec)
+    assert notes == ["trainer.num_nodes=2 -> 3 (follows the job's resources/distribution)"]
+    assert "trainer.num_nodes=3" in shlex.split(params[0]["command"])
+
+
+def test_set_below_a_reference_string_is_one_clear_line(capsys) -> None:
+    code, out, err = run_cli("submit", "--file", str(ROOT / "azure_job.yml"), "--dry-run", "--set",
+                             "compute.name=x", capsys=capsys)  # fmt: skip
+    assert code == 2 and "compute.name" in err and "Traceback" not in err
 
 
 # ---------------------------------------------------------------------------------------------------------------------

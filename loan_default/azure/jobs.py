@@ -1,7 +1,8 @@
 """Run train.py as an Azure ML command job and fetch its results: `python -m loan_default.azure submit|download`.
 
-`submit` reads a job file (azure_job.yml by default), applies `--set key=value` and Hydra overrides, and checks the job
-offline before it asks for credentials: azure-ai-ml's schema (`load_job`), every `${{inputs.x}}` / `${{outputs.y}}`
+`submit` loads a job file (azure_job.yml by default) with azure-ai-ml's `load_job(path, params_override=...)`: each
+`--set key=value` is one override, and so is each variant (synthetic data, Hydra overrides, multirun, DDP counts) of
+the command. It checks the job offline before it asks for credentials: the schema, every `${{inputs.x}}` / `${{outputs.y}}`
 declared and every input used, the command's Hydra overrides composed against conf/ with the placeholders filled in,
 and for DDP the node and device counts. A typo fails here in seconds, not after the cluster has queued for 20 minutes.
 `--dry-run` stops there and prints the resolved job. `download` fetches a finished job's run folder (bundle/, report.md).
@@ -11,19 +12,18 @@ from __future__ import annotations
 
 import argparse
 import copy
-import io
 import json
 import logging
 import os
 import re
-import shlex
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from loan_default.azure.command import MULTIRUN_FLAGS, PLACEHOLDER, CommandError, HydraCommand, Word
 
 DEFAULT_FILE = "azure_job.yml"
 CONFIG_NAME = "train"  # train.py: @hydra.main(config_path="conf", config_name="train")
@@ -46,11 +46,7 @@ WORKSPACE_CONFIG_KEYS = {
 ARM_SCOPE = "https://management.azure.com/.default"
 FINISHED = ("Completed", "Failed", "Canceled")
 DATA_TYPES = {"uri_folder", "uri_file", "mltable", "custom_model", "mlflow_model", "triton_model"}
-PLACEHOLDER = re.compile(r"\$\{\{(.*?)\}\}")
 BINDING = re.compile(r"\s*(inputs|outputs)\.([A-Za-z_][A-Za-z0-9_]*)\s*")
-SHELL_OPERATORS = {"&&", "||", ";", "|"}
-# The job's own MLflow run: right for one run, wrong for a Hydra multirun (every trial would write into it).
-JOB_RUN_OVERRIDE = re.compile(r"\s+'?\+*logger\.mlflow\.run_id=[^\s]*")
 
 NO_WORKSPACE = (
     "No Azure ML workspace: set AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP and AZUREML_WORKSPACE_NAME, or put the "
@@ -69,7 +65,8 @@ class UserError(Exception):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# The job file as a plain dict: overrides, the synthetic-data variant, multirun, DDP counts
+# The job file and its overrides. Azure ML applies `--set` itself: load_job(path, params_override=[{key: value}, ...]).
+# The variants (synthetic data, multirun, extra Hydra overrides, DDP counts) are more params_override entries.
 # ---------------------------------------------------------------------------------------------------------------------
 def load_spec(path: str | Path) -> dict[str, Any]:
     """The job file as a dict (comments dropped)."""
@@ -82,71 +79,88 @@ def load_spec(path: str | Path) -> dict[str, Any]:
     return spec
 
 
-def apply_sets(spec: Mapping[str, Any], sets: Sequence[str]) -> dict[str, Any]:
-    """Apply `key.sub=value` overrides like `az ml job create --set`: values stay strings, Azure ML's schema casts."""
-    spec = copy.deepcopy(dict(spec))
+def parse_sets(sets: Sequence[str]) -> list[dict[str, str]]:
+    """`--set key.sub=value` options as azure-ai-ml's params_override ([{"key.sub": "value"}], what `az ml job create
+    --set` passes): values stay strings, the job schema casts them."""
+    params = []
     for item in sets:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UserError(f"--set expects key=value, got {item!r}")
-        *parents, leaf = key.split(".")
-        node = spec
-        for part in parents:
-            if node.get(part) is None:
-                node[part] = {}
-            node = node[part]
-            if not isinstance(node, dict):
-                raise UserError(f"--set {key}: {part!r} holds a value, not fields")
-        node[leaf] = value
+        params.append({key: value})
+    return params
+
+
+def with_params(spec: Mapping[str, Any], params: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The job file as load_job sees it after `params_override`: the same pydash `set_` azure-ai-ml applies them
+    with, and its refusal to descend into a value. Used to print the job and to read its command and inputs."""
+    from pydash import objects
+
+    spec = copy.deepcopy(dict(spec))
+    for param in params:
+        for key, value in param.items():
+            node: Any = spec
+            for part in key.split(".")[:-1]:
+                if isinstance(node, str):
+                    raise UserError(f"--set {key}: a field above {key.split('.')[-1]!r} holds a value, not fields")
+                node = node.get(part) if isinstance(node, Mapping) else None
+            if isinstance(node, str):
+                raise UserError(f"--set {key}: a field above {key.split('.')[-1]!r} holds a value, not fields")
+            objects.set_(spec, key, copy.deepcopy(value))
     return spec
 
 
-def use_synthetic(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The same job on the embedded synthetic data: no data asset, `data=synthetic`, generated on the node."""
-    spec = copy.deepcopy(dict(spec))
-    command = spec.get("command") or ""
-    uses_data = re.compile(r"\s+'?[^\s']*\$\{\{\s*inputs\." + DATA_INPUT + r"\s*\}\}[^\s]*")
-    if not re.search(r"(?<=\s)data=freddie(?=\s|$)", command) or not uses_data.search(command):
-        raise UserError(f"--synthetic expects a command with data=freddie and ${{{{inputs.{DATA_INPUT}}}}}")
-    command = uses_data.sub("", command)
-    spec["command"] = re.sub(r"(?<=\s)data=freddie(?=\s|$)", "data=synthetic", command)
-    spec.get("inputs", {}).pop(DATA_INPUT, None)
-    return spec
+def _command(spec: Mapping[str, Any]) -> HydraCommand:
+    try:
+        return HydraCommand.parse(spec.get("command") or "")
+    except CommandError as error:
+        raise UserError(str(error)) from error
 
 
-def add_overrides(spec: Mapping[str, Any], overrides: Sequence[str], multirun: bool = False) -> dict[str, Any]:
-    """Append Hydra overrides to the command; with `multirun`, make it a Hydra sweep whose folder is the output."""
-    spec = copy.deepcopy(dict(spec))
-    command = spec.get("command") or ""
-    script = re.search(r"\bpython3?\s+\S+\.py", command)
-    if script is None:
-        raise UserError("The job's command does not run `python <script>.py`")
+def use_synthetic(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Params for the same job on the embedded synthetic data: `data=synthetic` generated on the node, no data
+    asset (the words that use it and the input itself go)."""
+    command = _command(spec)
+    placeholder = f"${{{{inputs.{DATA_INPUT}}}}}"
+    uses_data = [w for w in command.overrides if placeholder in w.raw.replace(" ", "")]
+    if command.values("data") != ["freddie"] or not uses_data:
+        raise UserError(f"--synthetic expects a command with data=freddie and {placeholder}")
+    command.drop(lambda w: w not in uses_data)
+    command.replace("data", lambda w: Word.quoted("data=synthetic"))
+    inputs = {k: v for k, v in (spec.get("inputs") or {}).items() if k != DATA_INPUT}
+    return [{"command": str(command)}, {"inputs": inputs}]
+
+
+def add_overrides(spec: Mapping[str, Any], overrides: Sequence[str], multirun: bool = False) -> list[dict[str, Any]]:
+    """Params that append Hydra overrides to the command; with `multirun`, a Hydra sweep whose folder is the output.
+    A sweep drops the job's own MLflow run id: every trial would log into that one run."""
+    command = _command(spec)
     if multirun:
-        command = command[: script.end()] + " -m" + command[script.end() :]
-        command = re.sub(r"(?<=\s)hydra\.run\.dir=", "hydra.sweep.dir=", command)
-        command = JOB_RUN_OVERRIDE.sub("", command)
-    spec["command"] = " ".join([command, *(shlex.quote(o) for o in overrides)])
-    return spec
+        if not command.multirun:
+            command.flags.insert(0, Word("-m"))
+        command.replace("hydra.run.dir", lambda w: Word(w.raw.replace("hydra.run.dir=", "hydra.sweep.dir=", 1)))
+        command.drop(lambda w: w.key != "logger.mlflow.run_id")
+    command.append(overrides)
+    return [{"command": str(command)}]
 
 
-def sync_distribution(spec: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Make the command's trainer.num_nodes / trainer.devices follow resources.instance_count /
-    distribution.process_count_per_instance (Lightning needs them equal). Returns the spec and what changed."""
-    spec = copy.deepcopy(dict(spec))
-    if (spec.get("distribution") or {}).get("type") != "pytorch":
-        return spec, []
+def sync_distribution(spec: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Params that make the command's trainer.num_nodes / trainer.devices follow resources.instance_count /
+    distribution.process_count_per_instance (Lightning needs them equal), and a note for each change."""
+    distribution = spec.get("distribution") or {}
+    if distribution.get("type") != "pytorch":
+        return [], []
     wanted = {
-        "trainer.num_nodes": int((spec.get("resources") or {}).get("instance_count") or 1),
-        "trainer.devices": int(spec["distribution"].get("process_count_per_instance") or 1),
+        "trainer.num_nodes": str(int((spec.get("resources") or {}).get("instance_count") or 1)),
+        "trainer.devices": str(int(distribution.get("process_count_per_instance") or 1)),
     }
-    notes = []
+    command, notes = _command(spec), []
     for key, value in wanted.items():
-        pattern = re.compile(rf"(?<=\s){re.escape(key)}=(\S+)")
-        match = pattern.search(spec["command"])
-        if match and match.group(1) != str(value):
-            notes.append(f"{key}={match.group(1)} -> {value} (follows the job's resources/distribution)")
-            spec["command"] = pattern.sub(f"{key}={value}", spec["command"])
-    return spec, notes
+        for given in command.values(key):
+            if given != value:
+                notes.append(f"{key}={given} -> {value} (follows the job's resources/distribution)")
+        command.replace(key, lambda w, key=key, value=value: Word.quoted(f"{key}={value}"))
+    return ([{"command": str(command)}] if notes else []), notes
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -187,54 +201,25 @@ def example_values(spec: Mapping[str, Any]) -> dict[str, str]:
     return values
 
 
-def fill(command: str, values: Mapping[str, str]) -> str:
-    """The command with every `${{inputs.x}}` / `${{outputs.y}}` replaced by `values["inputs.x"]`."""
-    return PLACEHOLDER.sub(lambda m: values[m.group(1).strip()], command)
-
-
-@dataclass
-class HydraCall:
-    """`python <script> [flags] <overrides>` as the shell would split it."""
-
-    script: str
-    overrides: list[str] = field(default_factory=list)
-    config_name: str = CONFIG_NAME
-    multirun: bool = False
-
-
-def hydra_call(command: str) -> HydraCall:
-    """Parse the Hydra script call out of a (filled-in) shell command."""
-    tokens = shlex.split(command)
-    start = next((i for i, t in enumerate(tokens) if t.endswith(".py")), None)
-    if start is None:
-        raise UserError("The job's command does not run `python <script>.py`")
-    call = HydraCall(script=tokens[start])
-    args = iter(tokens[start + 1 :])
-    for token in args:
-        if token in SHELL_OPERATORS:
-            break
-        if token in ("-m", "--multirun"):
-            call.multirun = True
-        elif token in ("-cn", "--config-name"):
-            call.config_name = next(args, CONFIG_NAME)
-        elif token.startswith("--config-name="):
-            call.config_name = token.split("=", 1)[1]
-        elif token.startswith("-"):
-            raise UserError(f"Hydra flag {token} in the command: only -m/--multirun and --config-name are checked")
-        else:
-            call.overrides.append(token)
-    return call
-
-
-def compose_configs(call: HydraCall, code_dir: Path) -> list:
-    """Compose the call's config as Hydra would at run time. A sweep composes once per value of each choice sweep
-    (the other sweeps at their first value), so a typo in any value shows. Raises what Hydra raises."""
+def compose_configs(command: HydraCommand, code_dir: Path) -> list:
+    """Compose the (filled-in) command's config as Hydra would at run time. A sweep composes once per value of each
+    choice sweep (the other sweeps at their first value), so a typo in any value shows. Raises what Hydra raises."""
     from hydra import compose, initialize_config_dir
 
-    conf_dir = (code_dir / call.script).parent / CONFIG_PATH
-    points = _sweep_points(call.overrides) if call.multirun else [call.overrides]
+    config_name = CONFIG_NAME
+    flags = iter(w.text for w in command.flags)
+    for flag in flags:
+        if flag in ("-cn", "--config-name"):
+            config_name = next(flags, CONFIG_NAME)
+        elif flag.startswith("--config-name="):
+            config_name = flag.split("=", 1)[1]
+        elif flag not in MULTIRUN_FLAGS:
+            raise UserError(f"Hydra flag {flag} in the command: only -m/--multirun and --config-name are checked")
+    overrides = [w.text for w in command.overrides]
+    conf_dir = (code_dir / command.script).parent / CONFIG_PATH
+    points = _sweep_points(overrides) if command.multirun else [overrides]
     with initialize_config_dir(config_dir=str(conf_dir.resolve()), version_base="1.3"):
-        return [compose(call.config_name, overrides=point, return_hydra_config=True) for point in points]
+        return [compose(config_name, overrides=point, return_hydra_config=True) for point in points]
 
 
 def _sweep_points(overrides: list[str]) -> list[list[str]]:
@@ -288,27 +273,35 @@ def check(spec: Mapping[str, Any], base_dir: Path) -> list[str]:
     problems = check_bindings(spec)
     if problems:
         return problems
-    call = hydra_call(fill(spec.get("command") or "", example_values(spec)))
+    try:
+        command = _command(spec).filled(example_values(spec))
+    except CommandError as error:
+        return [str(error)]
     code = spec.get("code")
     if not isinstance(code, str) or code.startswith("azureml:"):
         return [f"code: {code!r} is not a local folder, so the Hydra overrides cannot be checked"]
     try:
-        configs = compose_configs(call, base_dir / code)
+        configs = compose_configs(command, base_dir / code)
+    except UserError:
+        raise
     except Exception as error:  # Hydra raises several types; every one is a problem with the overrides
         return [f"Hydra overrides do not compose against {CONFIG_PATH}/: {_first_line(error)}"]
     return check_distribution(spec, configs[0])
 
 
-def to_job(spec: Mapping[str, Any], path: Path):
-    """azure-ai-ml's job object, validated against the schema (unknown keys, input types, the conda file)."""
+def to_job(path: Path, params: Sequence[Mapping[str, Any]] = ()):
+    """azure-ai-ml's job object: the job file with `params` applied by the SDK (`params_override`), validated
+    against the schema (unknown keys, input types, the conda file)."""
     from azure.ai.ml import load_job
-    from azure.ai.ml.exceptions import ValidationException
+    from azure.ai.ml.exceptions import MlException, ValidationException
     from marshmallow import ValidationError
 
     try:
-        return load_job(io.StringIO(yaml.safe_dump(dict(spec), sort_keys=False)), relative_origin=str(path))
+        return load_job(path, params_override=[dict(p) for p in params])
     except (ValidationError, ValidationException) as error:
         raise UserError(f"{path} fails Azure ML's job schema: {_schema_errors(error)}") from error
+    except MlException as error:  # e.g. --set below a field that holds a reference string
+        raise UserError(f"{path}: {_first_line(error)}") from error
 
 
 def _schema_errors(error: Exception) -> str:
@@ -405,21 +398,30 @@ def download(client, name: str, out: Path, everything: bool = False) -> Path:
 # Command line
 # ---------------------------------------------------------------------------------------------------------------------
 def prepare(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
-    """The job file with every option applied and checked: (spec, azure-ai-ml job)."""
+    """The job file with every option applied and checked: (the job as YAML would say it, azure-ai-ml job)."""
     path = Path(args.file)
-    spec = apply_sets(load_spec(path), args.set)
+    params = parse_sets(args.set)
+    spec = with_params(load_spec(path), params)
+    variants = []
     if args.synthetic:
-        spec = use_synthetic(spec)
+        variants.append(use_synthetic)
     if args.overrides or args.multirun:
-        spec = add_overrides(spec, args.overrides, multirun=args.multirun)
-    spec, notes = sync_distribution(spec)
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
-    job = to_job(spec, path)
+        variants.append(lambda s: add_overrides(s, args.overrides, multirun=args.multirun))
+    variants.append(lambda s: _noted(*sync_distribution(s)))
+    for variant in variants:  # each sees the job as the previous ones left it
+        more = variant(spec)
+        spec, params = with_params(spec, more), [*params, *more]
+    job = to_job(path, params)
     problems = check(spec, path.parent)
     if problems:
         raise UserError(f"{path}: " + "; ".join(problems))
     return spec, job
+
+
+def _noted(params: list[dict[str, Any]], notes: list[str]) -> list[dict[str, Any]]:
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    return params
 
 
 def _run_submit(args: argparse.Namespace) -> int:
