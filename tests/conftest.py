@@ -67,7 +67,7 @@ def compose_train_cfg(root: Path, output_dir: Path, overrides: list[str] = ()) -
     """The real conf/train.yaml composed with `overrides`, outputs pointed at `output_dir`."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        synthetic = "data=freddie" not in overrides
+        synthetic = not {"data=freddie", "data=parquet"} & set(overrides)  # real-data groups have no generator
         cfg = compose("train", overrides=[*tiny_overrides(root, synthetic), *overrides], return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)  # lets ${hydra:...} interpolations resolve outside @hydra.main
     with open_dict(cfg):

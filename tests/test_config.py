@@ -61,7 +61,7 @@ def test_callbacks_instantiate(tmp_path):
 
 @pytest.mark.parametrize("data", options("data"))
 def test_datamodules_instantiate(tmp_path, data):
-    extra = [f"data.folder={tmp_path}"] if data == "freddie" else []
+    extra = {"freddie": [f"data.folder={tmp_path}"], "parquet": [f"data.path={tmp_path}"]}.get(data, [])
     cfg = compose_train_cfg(tmp_path, tmp_path, [f"data={data}", *extra])
     dm = instantiate(cfg.data, sampler=dict(cfg.sampler), outlier=dict(cfg.outlier), _convert_="all")
     assert dm.label.horizon_months == 24

@@ -22,6 +22,8 @@ from loan_default.core.preprocess import Preprocessor
 from loan_default.freddie.files import find_file_pairs
 from loan_default.freddie.labels import LabelConfig
 from loan_default.freddie.loans import load_loan_table
+from loan_default.prep.source import load_prepared_table
+from loan_default.prep.table import read_manifest
 from loan_default.training.cache import cached_table, file_lock, fingerprint
 from loan_default.training.outliers import OutlierFilter
 from loan_default.training.sampler import BalancedBatchSampler
@@ -42,6 +44,7 @@ class LoanDataModule(L.LightningDataModule):
         folder: str | None = None,
         origination: str | None = None,
         performance: str | None = None,
+        path: str | None = None,
         synthetic: dict | None = None,
         cache_dir: str | None = None,
         on_bad_row: str = "raise",
@@ -55,8 +58,10 @@ class LoanDataModule(L.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if source not in {"synthetic", "freddie"}:
-            raise ValueError(f"data.source must be 'synthetic' or 'freddie', got {source!r}")
+        if source not in {"synthetic", "freddie", "parquet"}:
+            raise ValueError(f"data.source must be 'synthetic', 'freddie' or 'parquet', got {source!r}")
+        if source == "parquet" and not path:
+            raise ValueError("A prepared loan table needs data.path=<folder or URI> (python -m loan_default.prep)")
         if source == "freddie" and not folder and not (origination and performance):
             raise ValueError(
                 "Real Freddie Mac data needs data.folder=<folder of files> or both "
@@ -66,10 +71,12 @@ class LoanDataModule(L.LightningDataModule):
         self.folder = Path(folder) if folder else None
         self.origination = Path(origination) if origination else None
         self.performance = Path(performance) if performance else None
+        self.path = str(path) if path else None  # a prepared Parquet table: a folder or an fsspec URI (abfss://...)
         self.synthetic = dict(synthetic or {})
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.on_bad_row = on_bad_row
         self.label = LabelConfig(**(label or {}))
+        self.label_given = label is not None  # a prepared table checks it against the label it was written with
         self.split = dict(split or {"method": "stratified"})
         self.sampler_cfg = dict(sampler or {"name": "balanced", "pos_fraction": 0.5})
         self.outlier_cfg = dict(outlier or {"method": "none"})
@@ -84,7 +91,9 @@ class LoanDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------------------------------------------------
     def prepare_data(self) -> None:
         """Generate the synthetic files when they are missing or were made with other settings."""
-        if self.source == "synthetic":
+        if self.source == "parquet":
+            read_manifest(self.path)
+        elif self.source == "synthetic":
             from loan_default.synthetic.generate import ensure_synthetic
 
             with file_lock(self.folder.parent / f".{self.folder.name}.lock"):  # one generator per folder at a time
@@ -188,6 +197,8 @@ class LoanDataModule(L.LightningDataModule):
 
     # ------------------------------------------------------------------------------------------------------------
     def _load_table(self) -> tuple[pd.DataFrame, dict]:
+        if self.source == "parquet":  # written once by python -m loan_default.prep: no raw files, no cache
+            return load_prepared_table(self.path, self.label if self.label_given else None)
         pairs = find_file_pairs(folder=self.folder, origination=self.origination, performance=self.performance)
         files = sorted({s.path for pair in pairs for s in (pair.origination, pair.performance)})
         if self.folder is not None and (self.folder / "truth.csv").exists():
