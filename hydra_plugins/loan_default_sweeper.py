@@ -1,35 +1,39 @@
-"""Registers `ResumableOptunaSweeper` with Hydra (`hydra.sweeper._target_` in `conf/hparams_search/optuna.yaml`).
+"""Registers `ResumableOptunaSweeper` with Hydra (`hydra/sweeper: optuna_study`, i.e. `conf/hydra/sweeper/optuna_study.yaml`).
 
 Hydra instantiates sweepers only from the `hydra_plugins` namespace package and imports every module in it at start,
 so this file stays thin (no optuna import) and the work is in `loan_default.sweeps.optuna_sweeper`. `hydra_plugins` must stay
-a namespace package (no `__init__.py`), or it would hide the installed Optuna and joblib plugins.
+a namespace package (no `__init__.py`), or it would hide the installed joblib launcher plugin.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
 
-class ResumableOptunaSweeper(OptunaSweeper):
-    """Takes the upstream sweeper's settings unchanged; see `loan_default.sweeps.optuna_sweeper` for what differs."""
+class ResumableOptunaSweeper(Sweeper):
+    """Hydra's public `Sweeper` interface over `loan_default.sweeps.optuna_sweeper.OptunaStudySweeper`."""
 
     def __init__(
         self,
-        sampler: Any,
-        direction: Any,
-        storage: Any | None,
+        sampler: Mapping[str, Any],
+        direction: str | Sequence[str],
+        storage: str | None,
         study_name: str | None,
         n_trials: int,
         n_jobs: int,
-        search_space: DictConfig | None,
-        custom_search_space: str | None,
-        params: DictConfig | None,
+        params: Mapping[str, Any] | None = None,
     ) -> None:
-        from loan_default.sweeps.optuna_sweeper import ResumableOptunaSweeperImpl
+        from loan_default.sweeps.optuna_sweeper import OptunaStudySweeper
 
-        self.sweeper = ResumableOptunaSweeperImpl(
-            sampler, direction, storage, study_name, n_trials, n_jobs, search_space, custom_search_space, params
-        )
+        self.sweeper = OptunaStudySweeper(sampler, direction, storage, study_name, n_trials, n_jobs, params)
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.sweeper.setup(hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def sweep(self, arguments: list[str]) -> None:
+        return self.sweeper.sweep(arguments)

@@ -21,15 +21,23 @@ import joblib
 import optuna
 import pandas as pd
 import pytest
+from filelock import FileLock
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.utils import JobReturn, JobStatus
-from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from loan_default.sweeps.callbacks import error_line
-from loan_default.sweeps.optuna_sweeper import ResumableOptunaSweeperImpl, count_finished, settle_unfinished_trials
+from loan_default.sweeps.optuna_sweeper import (
+    LOCK_FILE,
+    OptunaStudySweeper,
+    count_finished,
+    settle_unfinished_trials,
+)
+from loan_default.sweeps.search_space import grid_values, search_space
 from loan_default.sweeps.status import FAILED, INTERRUPTED, OK, RUNNING, read_status, write_status
 from loan_default.sweeps.summary import main as summary_main
 from loan_default.sweeps.summary import rank_jobs, split_overrides, write_summary
@@ -206,6 +214,21 @@ def test_joblib_launcher_runs_two_jobs_at_once(root, tmp_path):
     assert len(summary_rows(sweep)) == 2
 
 
+@pytest.mark.slow
+def test_optuna_search_with_joblib_runs_a_batch_of_n_jobs_trials_at_once(root, tmp_path):
+    sweep = tmp_path / "optuna_joblib"
+    run_sweep(root, sweep, "hparams_search=optuna", "hydra.sweeper.n_trials=2", "hydra/launcher=joblib",
+              "hydra.launcher.n_jobs=2")  # fmt: skip
+
+    trials = optuna.load_study(study_name="train", storage=f"sqlite:///{sweep}/optuna.db").trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    records = [read_status(sweep / str(t.number)) for t in trials]  # job folder number == trial number
+    assert [r["objective"] for r in records] == pytest.approx([t.value for t in trials])
+    assert max(r["started"] for r in records) < min(r["ended"] for r in records)  # one batch of two, in parallel
+    assert records[0]["pid"] != records[1]["pid"]
+    assert OmegaConf.load(sweep / "optimization_results.yaml").best_value == pytest.approx(max(t.value for t in trials))
+
+
 # ---------------------------------------------------------------------------------------------- configs (fast)
 
 
@@ -225,13 +248,14 @@ def test_optuna_search_space_is_valid_and_every_choice_composes(tmp_path):
     assert sweeper.storage == f"sqlite:///{tmp_path}/s/optuna.db"
     assert (sweeper.direction, cfg.optimized_metric, sweeper.sampler.seed) == ("maximize", "val/auroc_best", cfg.seed)
     assert sweeper.sampler._target_ == "optuna.samplers.TPESampler" and sweeper.n_jobs == 1
+    assert sweeper.sampler.n_startup_trials == 10
     assert cfg.hydra.callbacks.sweep_summary.direction == "maximize"
 
-    space, fixed = create_params_from_overrides([f"{k}={v}" for k, v in sweeper.params.items()])
+    space, fixed = search_space([f"{k}={v}" for k, v in sweeper.params.items()])
     assert not fixed
     assert set(space) == {"model.lr", "model.weight_decay", "model.hidden_sizes", "model.dropout",
                           "model.pos_weight", "sampler.pos_fraction"}  # fmt: skip
-    assert isinstance(space["model.lr"], optuna.distributions.LogUniformDistribution)
+    assert space["model.lr"] == FloatDistribution(0.0003, 0.01, log=True)
     for sizes in space["model.hidden_sizes"].choices:  # strings that Hydra turns back into lists of ints
         composed = compose_train(tmp_path, f"model.hidden_sizes={sizes}").model.hidden_sizes
         assert list(composed) == json.loads(sizes)
@@ -354,14 +378,16 @@ class FakeLauncher:
     def __init__(self, sweep_dir: Path) -> None:
         self.sweep_dir = sweep_dir
         self.launched: list[int] = []
+        self.batches: list[list[list[str]]] = []
 
     def launch(self, job_overrides, initial_job_idx: int) -> list[JobReturn]:
+        self.batches.append([list(o) for o in job_overrides])
         returns = []
         for num, overrides in enumerate(job_overrides, start=initial_job_idx):
             params = dict(o.split("=", 1) for o in overrides)
             x = float(params["x"])
             ret = JobReturn(overrides=list(overrides))
-            if params["y"] == "bad":
+            if params.get("y") == "bad":
                 ret.status, ret.return_value, record = JobStatus.FAILED, ValueError("bad y"), {"status": FAILED}
             else:
                 value = math.nan if x < 0.1 else x
@@ -372,17 +398,19 @@ class FakeLauncher:
         return returns
 
 
-def make_sweeper(sweep_dir: Path, n_trials: int, n_jobs: int = 1, seed: int = 3) -> ResumableOptunaSweeperImpl:
-    sampler_cfg = {"_target_": "optuna.samplers.RandomSampler", "seed": seed}
-    sweeper = ResumableOptunaSweeperImpl(
-        sampler=optuna.samplers.RandomSampler(seed=seed), direction="maximize",
+PARAMS = {"x": "interval(0.0, 1.0)", "y": "choice(good, good, bad)"}
+
+
+def make_sweeper(
+    sweep_dir: Path, n_trials: int, n_jobs: int = 1, seed: int = 3, sampler: str = "RandomSampler", params=None
+) -> OptunaStudySweeper:
+    sweeper = OptunaStudySweeper(
+        sampler={"_target_": f"optuna.samplers.{sampler}", "seed": seed}, direction="maximize",
         storage=f"sqlite:///{sweep_dir}/optuna.db", study_name="s", n_trials=n_trials, n_jobs=n_jobs,
-        search_space=None, custom_search_space=None,
-        params=OmegaConf.create({"x": "interval(0.0, 1.0)", "y": "choice(good, good, bad)"}),
+        params=OmegaConf.create(PARAMS if params is None else params),
     )  # fmt: skip
-    sweeper.config = OmegaConf.create({"hydra": {"sweeper": {"sampler": sampler_cfg}}})
     sweeper.launcher = FakeLauncher(sweep_dir)
-    sweeper.sweep_dir = str(sweep_dir)
+    sweeper.sweep_dir = sweep_dir
     return sweeper
 
 
@@ -400,12 +428,21 @@ def test_failed_and_nan_trials_are_fail_and_the_sweep_goes_on(tmp_path):
     sweeper.sweep([])
     trials = load(tmp_path).trials
     assert len(trials) == 12 and sweeper.launcher.launched == list(range(12))
+    assert [len(batch) for batch in sweeper.launcher.batches] == [2] * 6  # n_jobs trials per launch
     for t in trials:
         broken = t.params["y"] == "bad" or t.params["x"] < 0.1
         assert t.state == (TrialState.FAIL if broken else TrialState.COMPLETE), t
     assert {t.state for t in trials} == {TrialState.FAIL, TrialState.COMPLETE}  # the seed gives both kinds
     results = OmegaConf.load(tmp_path / "optimization_results.yaml")
-    assert results.best_value == max(t.value for t in trials if t.state == TrialState.COMPLETE)
+    best = max((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
+    assert results.best_value == best.value and dict(results.best_params) == best.params
+    assert oct((tmp_path / "optimization_results.yaml").stat().st_mode & 0o777) == "0o644"
+
+
+def test_last_batch_is_cut_to_the_trials_still_missing(tmp_path):
+    sweeper = make_sweeper(tmp_path, n_trials=5, n_jobs=2)
+    sweeper.sweep([])
+    assert [len(batch) for batch in sweeper.launcher.batches] == [2, 2, 1] and len(load(tmp_path).trials) == 5
 
 
 def test_rerun_continues_numbering_and_runs_only_the_missing_trials(tmp_path):
@@ -420,8 +457,21 @@ def test_rerun_continues_numbering_and_runs_only_the_missing_trials(tmp_path):
     assert [t.params for t in trials[3:]] != [t.params for t in first[:2]]  # reseeded: no replay of trials 0 and 1
 
     finished = make_sweeper(tmp_path, n_trials=5)
+    (tmp_path / "optimization_results.yaml").unlink()
     finished.sweep([])
     assert finished.launcher.launched == [] and len(load(tmp_path).trials) == 5
+    assert (tmp_path / "optimization_results.yaml").is_file()  # a finished study's rerun rewrites the results
+
+
+def test_resumed_sampler_is_seeded_with_seed_plus_trials_in_the_study(tmp_path):
+    make_sweeper(tmp_path / "run", n_trials=2, seed=3).sweep([])
+    make_sweeper(tmp_path / "run", n_trials=4, seed=3).sweep([])
+    resumed = [t.params["x"] for t in load(tmp_path / "run").trials[2:]]
+    # Independent reference: Optuna's own RandomSampler seeded with 3 + 2, asked twice for x on its own.
+    reference = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=5))
+    dists = {"x": FloatDistribution(0.0, 1.0), "y": CategoricalDistribution(["good", "good", "bad"])}
+    expected = [reference.ask(fixed_distributions=dists).params["x"] for _ in range(2)]
+    assert resumed == expected
 
 
 def test_resumed_suggestions_are_reproducible(tmp_path):
@@ -447,3 +497,100 @@ def test_trials_left_running_by_a_killed_sweep_are_settled(tmp_path):
     assert trials[0].value == 0.7
     assert read_status(tmp_path / "1")["status"] == INTERRUPTED
     assert count_finished(study, tmp_path) == 1  # interrupted trials do not use up n_trials
+
+
+def test_rerun_after_a_kill_settles_then_runs_only_the_missing_trials(tmp_path):
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path}/optuna.db", direction="maximize")
+    study.ask({"x": FloatDistribution(0.0, 1.0)})
+    study.ask({"x": FloatDistribution(0.0, 1.0)})
+    write_status(tmp_path / "0", {"num": 0, "status": OK, "objective": 0.7})
+    write_status(tmp_path / "1", {"num": 1, "status": RUNNING})
+
+    sweeper = make_sweeper(tmp_path, n_trials=3)
+    sweeper.sweep([])
+    trials = load(tmp_path).trials
+    assert [t.state for t in trials[:2]] == [TrialState.COMPLETE, TrialState.FAIL]
+    assert sweeper.launcher.launched == [2, 3]  # 1 finished + 2 new = 3; the interrupted trial 1 is not counted
+    assert len(trials) == 4
+
+
+def test_command_line_replaces_or_fixes_a_searched_parameter(tmp_path):
+    sweeper = make_sweeper(tmp_path, n_trials=3)
+    sweeper.sweep(["x=0.5", "y=choice(good)"])
+    trials = load(tmp_path).trials
+    assert all(t.value == 0.5 and "x" not in t.params and t.user_attrs == {"x": "0.5"} for t in trials)
+    assert all(t.params["y"] == "good" for t in trials)
+    assert all("x=0.5" in batch[0] and "y=good" in batch[0] for batch in sweeper.launcher.batches)
+
+
+def test_grid_sampler_runs_each_point_once_and_caps_n_trials(tmp_path):
+    params = {"x": "choice(0.2, 0.4, 0.6)", "y": "range(1, 2)"}  # range includes its stop, as Optuna's plugin has it
+    sweeper = make_sweeper(tmp_path, n_trials=10, sampler="GridSampler", params=params)
+    sweeper.sweep([])
+    points = sorted((t.params["x"], t.params["y"]) for t in load(tmp_path).trials)
+    assert points == [(x, y) for x in (0.2, 0.4, 0.6) for y in (1, 2)]
+
+    again = make_sweeper(tmp_path, n_trials=10, sampler="GridSampler", params=params)
+    again.sweep([])
+    assert again.launcher.launched == []  # the grid is done
+
+
+def test_a_second_sweep_of_the_same_study_is_refused(tmp_path):
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path}/optuna.db", direction="maximize")
+    study.ask()  # the running sweep's trial: a second sweep must not mark it FAIL
+    with FileLock(tmp_path / LOCK_FILE):
+        with pytest.raises(RuntimeError, match="Another sweep is running"):
+            make_sweeper(tmp_path, n_trials=3).sweep([])
+    assert [t.state for t in load(tmp_path).trials] == [TrialState.RUNNING]
+
+
+def test_every_trial_failing_is_an_error_and_writes_no_results(tmp_path):
+    with pytest.raises(RuntimeError, match="No trial of study 's' completed"):
+        make_sweeper(tmp_path, n_trials=2).sweep(["y=bad"])
+    assert [t.state for t in load(tmp_path).trials] == [TrialState.FAIL, TrialState.FAIL]
+    assert not (tmp_path / "optimization_results.yaml").exists()
+
+
+def test_search_space_syntax():
+    space, fixed = search_space([
+        "a=choice([64,32], [128,64])", "b=choice(auto, 1.0)", "c=tag(log, interval(0.001, 0.1))",
+        "d=int(interval(1, 4))", "e=tag(log, int(interval(1, 64)))", "f=range(0, 10, 5)", "g=range(0.5, 1.5, 0.5)",
+        "h=shuffle(range(1, 9))", "i=0.2", "j=interval(0.0, 1.0)", "j=0.3", "i=choice(x)", "k=interval(1, 4)",
+    ])  # fmt: skip
+    assert space == {
+        "a": CategoricalDistribution(["[64,32]", "[128,64]"]),
+        "b": CategoricalDistribution(["auto", 1.0]),
+        "c": FloatDistribution(0.001, 0.1, log=True),
+        "d": IntDistribution(1, 4),
+        "e": IntDistribution(1, 64, log=True),
+        "f": IntDistribution(0, 10, step=5),
+        "g": FloatDistribution(0.5, 1.5, step=0.5),
+        "h": CategoricalDistribution(list(range(1, 9))),  # Hydra's values of the range, stop excluded, unshuffled
+        "i": CategoricalDistribution(["x"]),  # a later override replaces an earlier one of the same name
+        "k": FloatDistribution(1.0, 4.0),  # Hydra reads interval() ends as floats unless cast with int()
+    }
+    assert fixed == {"j": "0.3"}
+    assert grid_values("f", space["f"]) == [0, 5, 10] and grid_values("g", space["g"]) == [0.5, 1.0, 1.5]
+    with pytest.raises(ValueError, match="discrete"):
+        grid_values("c", space["c"])
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "match"),
+    [("n_jobs", 0, "n_jobs"), ("n_trials", -1, "n_trials"), ("direction", "max", "direction")],
+)
+def test_bad_sweeper_settings_name_the_key(tmp_path, key, value, match):
+    settings = {"sampler": {"_target_": "optuna.samplers.RandomSampler"}, "direction": "maximize", "storage": None,
+                "study_name": None, "n_trials": 1, "n_jobs": 1, "params": None}  # fmt: skip
+    with pytest.raises(ValueError, match=f"hydra.sweeper.{match}"):
+        OptunaStudySweeper(**{**settings, key: value})
+
+
+def test_hydra_builds_the_configured_sweeper_and_n_jobs_follows_joblib(tmp_path):
+    cfg = compose_train(tmp_path, "hparams_search=optuna", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                        "hydra/sweeper/optuna_sampler@hydra.sweeper.sampler=random")  # fmt: skip
+    plugin = instantiate(cfg.hydra.sweeper)  # every configured key is an argument of the plugin
+    sweeper = plugin.sweeper
+    assert sweeper.batch_size == 2 and sweeper.directions == ["maximize"] and sweeper.n_trials == 30
+    assert dict(sweeper.sampler_cfg) == {"_target_": "optuna.samplers.RandomSampler", "seed": cfg.seed}
+    assert isinstance(sweeper._sampler(0, None), optuna.samplers.RandomSampler)

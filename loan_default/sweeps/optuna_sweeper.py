@@ -1,118 +1,172 @@
-"""Optuna sweeper that resumes a study, survives failed trials, and keeps one job folder per trial.
+"""Optuna search as a Hydra sweeper: a resumable study driven through Optuna's public ask/tell API.
 
-hydra-optuna-sweeper 1.2 (the release that works with optuna < 3) restarts job numbering at 0 on every run, so
-rerunning a sweep against the same sqlite study overwrites the first trials' folders; it ran `n_trials` *more* trials
-each time; it left a killed sweep's trials RUNNING forever; a failed trial (or a NaN) ended the whole sweep; and a
-seeded sampler replayed the same first suggestions after a resume. Here:
+Hydra's `Sweeper` interface (`setup`, `sweep`) and its launchers are public; the sweeper asks the study for a batch of
+trials, launches one job per trial through whatever launcher is configured (basic, joblib), and tells the study each
+job's result. What it promises:
 
-- job folder number == trial number, so every trial keeps its own folder across runs;
+- job folder number == trial number, so every trial keeps its own folder across reruns;
 - ``n_trials`` is the size of the finished study: a rerun runs only the trials still missing (a finished study runs
   none and just rewrites `optimization_results.yaml`);
 - a trial left RUNNING by a killed sweep is completed from its job's `status.json` when the job had finished, else
   marked FAIL (its folder's status becomes `interrupted`); interrupted trials do not count towards ``n_trials``;
 - a failed job, or a NaN/None objective, is a FAIL trial and the sweep goes on; if no trial of the study completed,
   the sweep ends with an error;
-- the sampler is reseeded with ``seed + trials already in the study``: a resumed sweep is reproducible and does not
+- the sampler is seeded with ``seed + trials already in the study``: a resumed sweep is reproducible and does not
   repeat the first run's suggestions;
-- ``n_jobs`` (trials asked per batch) <= 0 means as many as the machine has cores, like joblib's ``n_jobs``.
+- ``n_jobs`` trials are asked per batch (<= 0: as many as the machine has cores, like joblib's ``n_jobs``).
 
-One sweep process per study: a RUNNING trial is taken to be left over from a killed sweep.
+Optuna's storage heartbeat (`fail_stale_trials`) only tracks trials run by `study.optimize` in this process; our
+trials run in launcher jobs, and a finished job's result must be kept, not failed. So a lock file next to the study
+makes the sweep the study's only writer, and every RUNNING trial found at start is left over from a killed sweep.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import optuna
+from filelock import FileLock, Timeout
+from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
-from hydra.utils import instantiate
-from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_params_from_overrides
-from omegaconf import OmegaConf
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
+from loan_default.common.atomic import atomic_write_text
+from loan_default.sweeps.search_space import grid_values, search_space
 from loan_default.sweeps.status import FAILED, OK, job_records, mark_interrupted
 
 log = logging.getLogger(__name__)
 
+RESULTS_FILE = "optimization_results.yaml"
+LOCK_FILE = "sweep.lock"
+DIRECTIONS = ("minimize", "maximize")
 
-class ResumableOptunaSweeperImpl(OptunaSweeperImpl):
-    """`OptunaSweeperImpl` with resumable numbering, study-sized ``n_trials`` and failure tolerance."""
 
-    def sweep(self, arguments: list[str]) -> None:
-        assert self.config is not None and self.launcher is not None
-        self._process_searchspace_config()
-        space, fixed = create_params_from_overrides(self._parse_sweeper_params_config() + list(arguments))
-        is_grid = isinstance(self.sampler, functools.partial) and self.sampler.func == optuna.samplers.GridSampler
-        if is_grid:
-            grid = {name: self._to_grid_sampler_choices(dist) for name, dist in space.items()}
-            self.sampler = self.sampler(grid)
-            self.n_trials = min(self.n_trials, math.prod(len(v) for v in grid.values()))
-        for name in fixed:
-            space.pop(name, None)
-        directions = self._get_directions()
+class OptunaStudySweeper:
+    """The work behind `hydra_plugins.loan_default_sweeper.ResumableOptunaSweeper` (keys of `hydra.sweeper`)."""
 
-        Path(self.sweep_dir).mkdir(parents=True, exist_ok=True)  # sqlite creates its file, not the folder
-        study = optuna.create_study(
-            study_name=self.study_name, storage=self.storage, sampler=self.sampler, directions=directions,
-            load_if_exists=True,
-        )  # fmt: skip
-        settle_unfinished_trials(study, self.sweep_dir)
-        if study.trials and not is_grid:
-            study.sampler = self._reseeded_sampler(len(study.trials)) or study.sampler
-        remaining = max(0, self.n_trials - count_finished(study, self.sweep_dir))
-        # The storage URL is not logged: a database URL may hold a password.
-        log.info(
-            "Study %s in %s: %d trials so far, %d to run to reach n_trials=%d", study.study_name, self.sweep_dir,
-            len(study.trials), remaining, self.n_trials,
-        )  # fmt: skip
+    def __init__(
+        self,
+        sampler: Mapping[str, Any],
+        direction: str | Sequence[str],
+        storage: str | None,
+        study_name: str | None,
+        n_trials: int,
+        n_jobs: int,
+        params: Mapping[str, Any] | None,
+    ) -> None:
+        self.sampler_cfg = OmegaConf.create(
+            OmegaConf.to_container(sampler, resolve=True) if OmegaConf.is_config(sampler) else dict(sampler)
+        )
+        if "_target_" not in self.sampler_cfg:
+            raise ValueError("hydra.sweeper.sampler needs a _target_ (an optuna.samplers class)")
+        self.directions = _directions(direction)
+        self.storage = storage
+        self.study_name = study_name
+        if not isinstance(n_trials, int) or isinstance(n_trials, bool) or n_trials < 0:
+            raise ValueError(f"hydra.sweeper.n_trials must be a whole number >= 0, got {n_trials!r}")
+        self.n_trials = n_trials
+        self.batch_size = _batch_size(n_jobs)
+        self.params = {str(k): str(v) for k, v in (params or {}).items()}
+        self.config: DictConfig | None = None
+        self.launcher: Launcher | None = None
+        self.sweep_dir: Path | None = None
 
-        batch_size = _batch_size(self.n_jobs)
-        while remaining > 0:
-            trials = [study.ask() for _ in range(min(batch_size, remaining))]
-            overrides = self._configure_trials(trials, space, fixed)
-            # One process asks, so a batch's trials are numbered consecutively: job folder number == trial number.
-            assert [t.number for t in trials] == list(range(trials[0].number, trials[0].number + len(trials)))
-            returns = self.launcher.launch(overrides, initial_job_idx=trials[0].number)
-            for trial, ret in zip(trials, returns, strict=True):
-                values = trial_values(ret, len(directions))
-                if values is None:
-                    log.warning("Trial %d failed: FAIL in the study", trial.number)
-                    study.tell(trial, state=TrialState.FAIL)
-                else:
-                    _tell_complete(study, trial, values, is_grid)
-            remaining -= len(trials)
-        self._save_results(study, directions)
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config = config
+        self.sweep_dir = Path(config.hydra.sweep.dir)
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
 
-    def _reseeded_sampler(self, n_existing: int) -> Any | None:
-        """A fresh sampler seeded with ``seed + n_existing``; None when the sampler has no seed."""
-        sampler_cfg = OmegaConf.select(self.config, "hydra.sweeper.sampler")
-        if sampler_cfg is None or sampler_cfg.get("seed") is None:
-            return None
-        return instantiate(sampler_cfg, seed=int(sampler_cfg.seed) + n_existing)
+    def sweep(self, arguments: Sequence[str]) -> None:
+        assert self.launcher is not None and self.sweep_dir is not None, "setup() first"
+        space, fixed = search_space([f"{k}={v}" for k, v in self.params.items()] + list(arguments))
+        grid = None
+        n_trials = self.n_trials
+        if issubclass(get_class(self.sampler_cfg._target_), optuna.samplers.GridSampler):
+            grid = {name: grid_values(name, dist) for name, dist in space.items()}
+            n_trials = min(n_trials, math.prod(len(v) for v in grid.values()))
 
-    def _save_results(self, study: optuna.Study, directions: Sequence[str]) -> None:
-        """`optimization_results.yaml` as the upstream sweeper writes it; an error when no trial completed."""
-        completed = [t for t in study.trials if t.state == TrialState.COMPLETE]
-        if not completed:
-            raise RuntimeError(
-                f"No trial of study {study.study_name!r} completed ({len(study.trials)} trials): see "
-                f"{self.sweep_dir}/summary.md and the failed jobs' error.txt"
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)  # sqlite creates its file, not the folder
+        with sole_sweep(self.sweep_dir):
+            study = optuna.create_study(
+                study_name=self.study_name, storage=self.storage, directions=self.directions, load_if_exists=True
             )
-        if len(directions) == 1:
-            best = study.best_trial
-            results = {"name": "optuna", "best_params": best.params, "best_value": best.value}
-            log.info("Best trial %d: value %s, params %s", best.number, best.value, best.params)
-        else:
-            front = [{"params": t.params, "values": t.values} for t in study.best_trials]
-            results = {"name": "optuna", "solutions": front}
-            log.info("%d Pareto-optimal trials", len(front))
-        OmegaConf.save(OmegaConf.create(results), Path(self.sweep_dir) / "optimization_results.yaml")
+            settle_unfinished_trials(study, self.sweep_dir)
+            study.sampler = self._sampler(len(study.trials), grid)
+            remaining = max(0, n_trials - count_finished(study, self.sweep_dir))
+            # The storage URL is not logged: a database URL may hold a password.
+            log.info(
+                "Study %s in %s: %d trials so far, %d to run to reach n_trials=%d", study.study_name, self.sweep_dir,
+                len(study.trials), remaining, n_trials,
+            )  # fmt: skip
+            while remaining > 0:
+                remaining -= self._run_batch(study, space, fixed, min(self.batch_size, remaining), grid is not None)
+            save_results(study, self.sweep_dir)
+
+    def _run_batch(
+        self, study: optuna.Study, space: dict[str, BaseDistribution], fixed: dict[str, str], size: int, is_grid: bool
+    ) -> int:
+        """Ask ``size`` trials, run their jobs, tell the results; the number of trials run."""
+        assert self.launcher is not None
+        trials = [study.ask(fixed_distributions=space) for _ in range(size)]
+        for trial in trials:
+            for name, value in fixed.items():
+                trial.set_user_attr(name, value)  # the study shows what a trial did not search
+        first = trials[0].number
+        # One process asks, so a batch's trials are numbered consecutively: job folder number == trial number.
+        assert [t.number for t in trials] == list(range(first, first + len(trials)))
+        overrides = [[f"{name}={value}" for name, value in {**t.params, **fixed}.items()] for t in trials]
+        returns = self.launcher.launch(overrides, initial_job_idx=first)
+        for trial, ret in zip(trials, returns, strict=True):
+            values = trial_values(ret, len(self.directions))
+            if values is None:
+                log.warning("Trial %d failed: FAIL in the study", trial.number)
+                study.tell(trial, state=TrialState.FAIL)
+            else:
+                _tell_complete(study, trial, values, is_grid)
+        return len(trials)
+
+    def _sampler(self, n_existing: int, grid: dict[str, list[Any]] | None) -> optuna.samplers.BaseSampler:
+        """The configured sampler, its seed (when it has one) moved on by the trials already in the study."""
+        kwargs: dict[str, Any] = {}
+        if self.sampler_cfg.get("seed") is not None:
+            kwargs["seed"] = int(self.sampler_cfg.seed) + n_existing
+        if grid is not None:
+            kwargs["search_space"] = grid
+        return instantiate(self.sampler_cfg, **kwargs)
+
+
+@contextmanager
+def sole_sweep(sweep_dir: Path) -> Iterator[None]:
+    """Hold the sweep folder's lock: a second sweep of the same study would fail the first one's running trials."""
+    lock = FileLock(sweep_dir / LOCK_FILE, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RuntimeError(
+            f"Another sweep is running in {sweep_dir} (it holds {sweep_dir / LOCK_FILE}); run one sweep at a time per "
+            "study, or pass hydra.sweeper.study_name=<name> to start another study"
+        ) from None
+    except OSError as err:  # a file system without locks (some network mounts): go on, as before the lock existed
+        log.warning("Cannot lock %s (%s): make sure no other sweep runs this study", sweep_dir / LOCK_FILE, err)
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def settle_unfinished_trials(study: optuna.Study, sweep_dir: str | Path) -> None:
@@ -146,6 +200,25 @@ def count_finished(study: optuna.Study, sweep_dir: str | Path) -> int:
     return done
 
 
+def save_results(study: optuna.Study, sweep_dir: Path) -> Path:
+    """`optimization_results.yaml` in the upstream plugin's format; an error when no trial completed."""
+    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not completed:
+        raise RuntimeError(
+            f"No trial of study {study.study_name!r} completed ({len(study.trials)} trials): see "
+            f"{sweep_dir}/summary.md and the failed jobs' error.txt"
+        )
+    if len(study.directions) == 1:
+        best = study.best_trial
+        results: dict[str, Any] = {"name": "optuna", "best_params": best.params, "best_value": best.value}
+        log.info("Best trial %d: value %s, params %s", best.number, best.value, best.params)
+    else:
+        front = [{"params": t.params, "values": t.values} for t in study.best_trials]
+        results = {"name": "optuna", "solutions": front}
+        log.info("%d Pareto-optimal trials", len(front))
+    return atomic_write_text(sweep_dir / RESULTS_FILE, OmegaConf.to_yaml(OmegaConf.create(results)))
+
+
 def trial_values(ret: JobReturn, n_objectives: int) -> list[float] | None:
     """The job's objective values, or None when the job failed or returned nothing usable (None, NaN, inf)."""
     if ret.status != JobStatus.COMPLETED:
@@ -165,13 +238,24 @@ def _tell_complete(study: optuna.Study, trial: optuna.Trial, values: list[float]
     try:
         study.tell(trial, values=values)
     except RuntimeError as err:
-        # GridSampler stops the study once the grid is exhausted, which `tell` reports outside `optimize`.
+        # GridSampler stops the study once the grid is exhausted, which Optuna reports as an error outside
+        # `optimize`; the trial's result is stored before that.
         if not (is_grid and "`Study.stop` is supposed to be invoked" in str(err)):
             raise
 
 
+def _directions(direction: str | Sequence[str]) -> list[str]:
+    directions = [direction] if isinstance(direction, str) else [str(d) for d in direction]
+    bad = [d for d in directions if d not in DIRECTIONS]
+    if not directions or bad:
+        raise ValueError(f"hydra.sweeper.direction must be minimize, maximize or a list of them, got {direction!r}")
+    return directions
+
+
 def _batch_size(n_jobs: int) -> int:
     """Trials per batch; n_jobs <= 0 counts back from the number of cores, as joblib's n_jobs=-1 means all."""
-    if n_jobs == 0:
-        raise ValueError("hydra.sweeper.n_jobs must be a positive number of trials per batch, or negative (-1 = cores)")
+    if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs == 0:
+        raise ValueError(
+            f"hydra.sweeper.n_jobs must be a positive number of trials per batch, or negative (-1 = cores), got {n_jobs!r}"
+        )
     return n_jobs if n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + n_jobs)
