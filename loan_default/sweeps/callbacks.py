@@ -86,7 +86,7 @@ class SweepSummaryCallback(Callback):
             record.update(status=FAILED, error=error_line(error))
             log.error("Job %s failed (%s); recorded in %s. The sweep goes on.", record["num"], record["error"], job_dir)
             # Hand the sweeper a NaN instead of the exception: the basic sweeper would abort the multirun after the
-            # batch, and Optuna 1.2's sweeper at once. The run_job caller returns this same JobReturn object.
+            # batch (the Optuna sweeper takes either as a FAIL trial). run_job returns this same JobReturn object.
             job_return.status = JobStatus.COMPLETED
             job_return.return_value = float("nan")
         else:
