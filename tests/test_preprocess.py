@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 
 import numpy as np
 import pandas as pd
@@ -280,7 +282,7 @@ def test_outlier_matrix_rate_spread_and_consistency_checks_against_hand_computat
 
 
 def test_unseen_rare_and_missing_categories_map_to_zero(fitted, loans):
-    vocab = fitted.vocabularies
+    vocab = fitted.state()["vocab"]  # value vocab[i] has id i + 1
     assert "GU" in vocab["property_state"]  # 4% of 1500 = ~60 loans >= 10: kept
     assert vocab["property_state"][0] in STATES
     assert "99999" not in vocab["msa"]  # ~8 loans < min_frequency 10: rare
@@ -370,8 +372,13 @@ def test_save_load_round_trip_is_bitwise_identical(fitted, loans, tmp_path):
     probe.loc[probe.index[:20], "property_state"] = "ZZ"  # unknown category
     probe.loc[probe.index[20:40], ["credit_score", "dti", "orig_rate"]] = np.nan
     probe.loc[probe.index[40:50], "first_payment_date"] = 203001.0  # month unseen in training
-    path = fitted.save(tmp_path / "bundle")
+    old_mask = os.umask(0o022)
+    try:
+        path = fitted.save(tmp_path / "bundle")
+    finally:
+        os.umask(old_mask)
     assert path.name == "preprocessor.json" and sorted(p.name for p in path.parent.iterdir()) == ["preprocessor.json"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # readable by a server running as another user
     state = json.loads(path.read_text())
     assert state["format_version"] == 2
     loaded = Preprocessor.load(tmp_path / "bundle")

@@ -1,8 +1,8 @@
 """Atomic file writes: readers see the old file or the whole new one, never half of it.
 
 Write to a uniquely named temporary file in the same folder (parallel writers never collide), fsync, then rename over
-the target. Files are made readable by others (mkstemp would leave them private), since reports, bundles and
-summaries are meant to be read by servers and teammates.
+the target. The file gets the mode an ordinary ``open()`` would give (0666 less the umask, typically 0644): mkstemp
+makes it private (0600), yet reports, bundles and summaries are meant to be read by servers and teammates.
 """
 
 from __future__ import annotations
@@ -24,13 +24,31 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def file_mode() -> int:
+    """The permissions ``open(path, "w")`` gives a new file: 0666 less the process umask."""
+    return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    # Linux reports the umask in /proc; elsewhere read it by setting it (briefly process-wide, so only as a fallback).
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

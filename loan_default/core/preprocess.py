@@ -45,7 +45,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -54,6 +53,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from loan_default.common.atomic import atomic_write_text
 from loan_default.core import features as ft
 from loan_default.freddie.schema import ORIGINATION_FIELDS
 
@@ -270,12 +270,6 @@ class Preprocessor:
         return [len(self._vocab[f]) + 1 for f in ft.CATEGORICAL_FIELDS]
 
     @property
-    def vocabularies(self) -> dict[str, list[str]]:
-        """Known values per categorical field; value ``vocab[i]`` has id ``i + 1``."""
-        self._check_fitted()
-        return {f: list(v) for f, v in self._vocab.items()}
-
-    @property
     def outlier_names(self) -> list[str]:
         """Names of the `outlier_matrix` columns: `features.OUTLIER_NUMERIC` fitted, then `features.OUTLIER_CHECKS`."""
         self._check_fitted()
@@ -333,19 +327,8 @@ class Preprocessor:
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write the state to ``directory/preprocessor.json`` (atomically: temporary file, then rename)."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         text = json.dumps(self.state(), indent=1, allow_nan=False)
-        path = directory / STATE_FILE
-        with tempfile.NamedTemporaryFile("w", dir=directory, suffix=".tmp", delete=False, encoding="utf-8") as tmp:
-            try:
-                tmp.write(text)
-            except BaseException:
-                tmp.close()
-                os.unlink(tmp.name)
-                raise
-        os.replace(tmp.name, path)
-        return path
+        return atomic_write_text(Path(directory) / STATE_FILE, text)
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> Preprocessor:
