@@ -134,17 +134,6 @@ def test_background_sample_is_seeded_and_capped(net):
     assert not torch.equal(a.background, c.background)
 
 
-def test_explanation_object_for_plots(explainer):
-    x_num, x_cat = inputs(3, seed=26)
-    explainer.display_names = {"num0": "Credit score", "cat1": "Property state"}
-    exp = explainer.explanation(x_num, x_cat)
-    values, base = explainer.explain(x_num, x_cat)
-    np.testing.assert_allclose(exp.values, values)
-    np.testing.assert_allclose(exp.base_values, np.full(3, base))
-    assert exp.feature_names[0] == "Credit score" and exp.feature_names[N_NUMERIC + 1] == "Property state"
-    assert exp.data.shape == (3, N_NUMERIC + len(CARDS))
-
-
 def test_explaining_leaves_the_network_in_eval_mode_and_unchanged(net, explainer):
     x_num, x_cat = inputs(4, seed=27)
     before = logits(net, x_num, x_cat)

@@ -29,11 +29,29 @@ def make_table(n: int = 4000, seed: int = 0, years: range = range(2003, 2011)) -
 
 
 def assert_partition(idx: dict[str, np.ndarray], n: int) -> None:
+    """The three splits are sorted row positions, pairwise disjoint, and together exactly the table's rows 0..n-1."""
     assert set(idx) == {"train", "val", "test"}
-    joined = np.concatenate(list(idx.values()))
-    assert len(joined) == len(np.unique(joined)) == n, "splits must be disjoint and cover every row"
     for rows in idx.values():
         assert rows.dtype.kind == "i" and (np.diff(rows) > 0).all()
+    names = list(idx)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert not np.intersect1d(idx[a], idx[b]).size, f"{a} and {b} share rows"
+    union = np.sort(np.concatenate(list(idx.values())))
+    np.testing.assert_array_equal(union, np.arange(n), err_msg="the splits together must be exactly the table's rows")
+
+
+def test_assert_partition_catches_gaps_overlaps_and_foreign_rows():
+    good = {"train": np.array([0, 2, 4]), "val": np.array([1]), "test": np.array([3, 5])}
+    assert_partition(good, 6)
+    broken = [
+        {**good, "test": np.array([3])},  # row 5 in no split
+        {**good, "val": np.array([1, 2])},  # row 2 in two splits
+        {**good, "test": np.array([3, 6])},  # row 6 is not in the table, row 5 missing: the counts still match
+    ]
+    for idx in broken:
+        with pytest.raises(AssertionError):
+            assert_partition(idx, 6)
 
 
 def quarter_key(df: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
@@ -94,6 +112,7 @@ def test_out_of_time_orders_vintages_and_follows_loan_shares():
 def test_out_of_time_by_year_and_at_least_one_vintage_each():
     df = make_table(n=3000, years=range(2005, 2008))
     idx = split_loans(df, method="out_of_time", vintage_unit="year", val_fraction=0.05, test_fraction=0.05)
+    assert_partition(idx, len(df))
     years = {s: set(df["vintage_year"].to_numpy()[idx[s]]) for s in idx}
     assert years == {"train": {2005}, "val": {2006}, "test": {2007}}
 

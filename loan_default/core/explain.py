@@ -142,13 +142,6 @@ class ShapExplainer:
             values = torch.cat([_deeplift_rescale(ops, part, refs) for part in x.split(chunk)]).numpy()
         return values @ self._group_matrix, self.base_value
 
-    def explanation(self, x_num: torch.Tensor, x_cat: torch.Tensor, method: str = "auto") -> shap.Explanation:
-        """A `shap.Explanation` for shap's plots (DeepExplainer gives no base values; this adds them)."""
-        values, base = self.explain(x_num, x_cat, method)
-        data = np.concatenate([x_num.detach().cpu().numpy(), x_cat.detach().cpu().numpy()], axis=1)
-        names = [self.display_names.get(name, name) for name in self.feature_names]
-        return shap.Explanation(values, base_values=np.full(len(values), base), data=data, feature_names=names)
-
     def _deep_values(self, embedded: torch.Tensor) -> np.ndarray:
         """Per-embedded-column values from shap.DeepExplainer (built on first use)."""
         if self._deep is None:

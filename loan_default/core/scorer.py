@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from loan_default.core.bundle import Bundle
 from loan_default.core.features import INPUT_FIELDS as FEATURE_FIELDS
@@ -72,7 +73,7 @@ class Scorer:
 
     def _records(self, loans: Sequence[Mapping[str, Any]], feats: Features, logits: np.ndarray) -> list[dict]:
         bundle = self.bundle
-        p = 1.0 / (1.0 + np.exp(-logits))
+        p = expit(logits)
         outlier = bundle.outlier.score(feats.x_outlier)
         # NaN threshold (no detector) compares False: nothing is flagged.
         flagged = outlier > bundle.outlier.threshold

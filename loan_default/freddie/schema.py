@@ -35,9 +35,6 @@ class Field:
     high: float | None = None
     blank_means: str | None = None  # for flags where blank is a real answer ("not super conforming"), not missing
 
-    def is_missing(self, raw: str) -> bool:
-        return raw == "" or raw in self.missing
-
 
 def _f(name, kind, description, missing=(), codes=None, low=None, high=None, blank_means=None) -> Field:
     return Field(

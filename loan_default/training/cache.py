@@ -6,16 +6,16 @@ settings, the bad-row policy and the cache format. Change any of them and the ta
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
-import os
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pandas as pd
+from filelock import FileLock
+
+from loan_default.common.atomic import atomic_write, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +44,10 @@ def cached_table(
         return _cached_table(cache_dir, key, build)
 
 
-@contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock held for the duration of the block (released if the process dies)."""
+def file_lock(path: Path) -> FileLock:
+    """An exclusive lock across processes, held for a `with` block (released if the process dies; any platform)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return FileLock(path)
 
 
 def _cached_table(
@@ -64,12 +58,8 @@ def _cached_table(
         log.info("Loan table from cache %s", table_path)
         return pd.read_parquet(table_path), json.loads(report_path.read_text())
     table, report = build()
-    # Write to temporary names (unique per process) and rename: an interrupted run never leaves a half-written entry.
-    tag = f".{os.getpid()}.tmp"
-    tmp_table, tmp_report = table_path.with_suffix(".parquet" + tag), report_path.with_suffix(".json" + tag)
-    table.to_parquet(tmp_table, index=False)
-    tmp_report.write_text(json.dumps(report, indent=2, default=str))
-    os.replace(tmp_table, table_path)
-    os.replace(tmp_report, report_path)
+    # Table first, report last: an entry counts only when both exist, so an interrupted run leaves none.
+    atomic_write(table_path, lambda f: table.to_parquet(f, index=False))
+    atomic_write_text(report_path, json.dumps(report, indent=2, default=str))
     log.info("Cached the loan table at %s", table_path)
     return table, report
