@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 
-from tests.conftest import CONF, compose_train_cfg, resolved
+from loan_default.training.settings import validate_settings
+from tests.conftest import CONF, compose_train_cfg, resolved, tiny_overrides
 
 
 def options(group: str) -> list[str]:
@@ -73,17 +75,44 @@ def test_real_data_without_files_is_a_clear_error(tmp_path):
         instantiate(cfg.data, _convert_="all")
 
 
+def leaves(node, prefix: str = ""):
+    """(dotted key, value) of every leaf a config file sets, its defaults list and interpolations left out."""
+    for key, value in node.items_ex(resolve=False):
+        if (prefix == "" and key == "defaults") or OmegaConf.is_interpolation(node, key):
+            continue
+        path = f"{prefix}{key}"
+        if isinstance(value, DictConfig):
+            yield from leaves(value, path + ".")
+        else:
+            yield path, value
+
+
+def assert_applied(cfg: DictConfig, group: str, option: str, tmp_path: Path, overrides: list[str] = ()) -> None:
+    """Every value the option's file sets is in the composed config (unless a test override shrinks it), and the
+    config passes the typed settings check a run starts with."""
+    file = CONF / group / f"{option}.yaml"
+    package = "" if file.read_text().startswith("# @package _global_") else f"{group}."
+    shrunk = {o.split("=")[0].lstrip("+") for o in [*tiny_overrides(tmp_path), *overrides]}
+    for key, value in leaves(OmegaConf.load(file)):
+        if package + key not in shrunk:
+            assert OmegaConf.select(cfg, package + key) == value, f"{group}={option}: {package + key}"
+    validate_settings(cfg)
+
+
 @pytest.mark.parametrize("experiment", options("experiment"))
 def test_experiments_compose(tmp_path, experiment):
     cfg = compose_train_cfg(tmp_path, tmp_path, [f"experiment={experiment}"])
-    assert resolved(cfg)
+    assert resolved(cfg)["task_name"] == experiment
+    assert_applied(cfg, "experiment", experiment, tmp_path)
 
 
-@pytest.mark.parametrize("group", ["sampler", "outlier", "debug"])
+@pytest.mark.parametrize("group", ["sampler", "outlier", "debug", "data"])
 def test_other_groups_compose(tmp_path, group):
+    extra = {"freddie": [f"data.folder={tmp_path}"], "parquet": [f"data.path={tmp_path}"]}
     for option in options(group):
-        cfg = compose_train_cfg(tmp_path, tmp_path, [f"{group}={option}"])
+        cfg = compose_train_cfg(tmp_path, tmp_path, [f"{group}={option}", *extra.get(option, [])])
         assert resolved(cfg)
+        assert_applied(cfg, group, option, tmp_path, extra.get(option, []))
 
 
 def test_resolved_config_has_the_documented_defaults(tmp_path):
