@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from loan_default.common.progress import progress_enabled
 from loan_default.training.config import resolved_yaml
 from loan_default.training.imbalance import loss_pos_weight
+from loan_default.training.settings import validate_settings
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train and evaluate one configuration. Returns (metrics, objects) like lightning-hydra-template's `train`."""
     started = time.time()
+    validate_settings(cfg)  # a misspelt key in a dict-shaped block fails here, named, before any data is read
     _apply_extras(cfg)
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
