@@ -23,7 +23,7 @@ def test_models_instantiate_with_plain_hyperparameters(tmp_path, model):
     module = instantiate(cfg.model, n_numeric=5, cat_cardinalities=[3, 4], pos_weight=1.0, _convert_="all")
     out = module(torch.zeros(8, 5), torch.zeros(8, 2, dtype=torch.long))
     assert out.shape == (8, 1)
-    for value in module.hparams.values():  # trap 1: no ListConfig or objects in the hyperparameters
+    for value in module.hparams.values():  # a ListConfig or object here breaks load_from_checkpoint
         assert isinstance(value, int | float | str | bool | list | type(None)), type(value)
 
 

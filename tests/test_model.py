@@ -111,7 +111,7 @@ def test_val_metrics_match_sklearn_on_the_final_model(tmp_path):
 
 def test_metrics_get_probabilities_even_when_logits_lie_in_0_1(tmp_path):
     """Every logit 0.3 (probability 0.574 >= 0.5): all rows flagged, so recall is 1 and precision the positive rate.
-    Raw logits would pass torchmetrics' [0, 1] check unchanged and flag nothing (STYLE trap 2)."""
+    Raw logits would pass torchmetrics' [0, 1] check unchanged and flag nothing."""
     data = make_data()
     model = module()
     with torch.no_grad():

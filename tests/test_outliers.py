@@ -117,9 +117,8 @@ def synthetic_pipeline(tmp_path_factory):
 
 
 def test_pipeline_finds_most_corrupted_synthetic_records_and_few_clean_ones(synthetic_pipeline):
-    """Measured on 12 generated 5k sets: every corrupted training row flagged, >= 91% removed (flagged defaults are
-    kept), <= 0.93% of clean rows removed. The previous design (10 raw numeric fields; IForest on 256 rows a tree +
-    HBOS + COPOD, averaged) flagged 30-75%."""
+    """Bounds with a margin below what 12 generated 5k sets gave (every corrupted row flagged, >= 91% removed,
+    <= 0.93% of clean rows removed); an older design flagged 30-75% (docs/decisions/0001, 0002)."""
     train, kinds, _, f = synthetic_pipeline
     corrupted = kinds != ""
     np.testing.assert_array_equal(corrupted, train["corrupted"].to_numpy() == 1)  # the loader's truth join agrees

@@ -75,7 +75,7 @@ assert not _undecided, f"origination fields with no feature decision: {sorted(_u
 # Engineered continuous features (imputed, clipped and scaled like the numeric fields).
 ENGINEERED_NUMERIC: tuple[str, ...] = ("sato", "cltv_minus_ltv")
 
-# Outlier-detector inputs (the reasoning is in the docstring of loan_default.core.preprocess): continuous fields in
+# Outlier-detector inputs (why: docs/decisions/0001-outlier-matrix-features.md): continuous fields in
 # which a keying slip lands far from every real loan, the rate as a spread over its month, and consistency checks that
 # are 0 for every possible loan. Discrete fields (units, borrowers, term, MI %) stay out: rare-but-valid codes are not
 # errors, and the schema's range check already catches impossible codes.

@@ -3,8 +3,7 @@
 The head is built so SHAP's DeepExplainer can run on it unchanged: a plain ``nn.Sequential`` with one activation
 module per layer, no functional activations, no in-place ops, and no sigmoid (``forward`` returns logits (N, 1)).
 
-Two choices in `embed`, both measured on the default synthetic data (100k loans, 4 repeated 70/15/15 splits, ROC-AUC
-gap to LightGBM on the same splits; the experiments are summarised in ``conf/model/ann_small.yaml``):
+Two choices in `embed` (measurements: docs/decisions/0003-ann-regularisation-and-embeddings.md):
 
 * **Learned piecewise-linear shape per numeric column.** Credit data is full of policy cut-offs (DTI above 45,
   credit score below 680, LTV above 80/90) where risk jumps between two adjacent integer values. A ReLU MLP
@@ -17,11 +16,11 @@ gap to LightGBM on the same splits; the experiments are summarised in ``conf/mod
   network shape stay as they were. Quantile knots make bins narrow where loans are dense (one or two DTI points
   around 45, 6-8 credit-score points around 680 on the synthetic data), so ``s`` can rise steeply across a cut-off
   with a single weight. The slopes start at 0, so the network begins as a plain MLP, and until
-  `fit_numeric_bins` runs every bin has zero width and ``s`` is 0. Gain: about +0.003 ROC-AUC.
+  `fit_numeric_bins` runs every bin has zero width and ``s`` is 0.
 * **Embeddings can start near zero** (``embedding_init_std``; the configs use 0.01, not ``nn.Embedding``'s 1): a
   category the model has learned nothing about then looks like the average loan instead of carrying a random vector
-  the head can latch on to. With the slower embedding learning rate in `LoanDefaultModule` this turned the ZIP / MSA
-  / seller / state embeddings from a loss of about 0.006 ROC-AUC (memorised rare ZIP codes) into neutral.
+  the head can latch on to. With the slower embedding learning rate in `LoanDefaultModule` this stops the ZIP / MSA
+  / seller / state embeddings from memorising the few defaults of rare values.
 """
 
 from __future__ import annotations

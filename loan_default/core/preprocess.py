@@ -14,28 +14,12 @@ indicators, 0/1 one-hot codes (plus a "missing" column per code field), 0/1 engi
 integer id per open-ended text field (state, MSA, ZIP3, seller): 1.. for values seen at least ``min_frequency`` times
 in training, 0 for unseen, rare or missing.
 
-`outlier_matrix` is the outlier detector's view of a loan, designed for one job: finding records whose values were
-mis-keyed (a balance x1000, a rate x10, CLTV typed below LTV). Every column is a place where the detectors can find
-clean loans unusual, so each one has to earn its place. Measured with the default detectors on the synthetic data,
-whose generator records which loans it corrupted (``bench/outliers.py``; shares of corrupted training rows flagged):
-
-- Continuous fields only: credit score, LTV, DTI and log UPB (`features.OUTLIER_NUMERIC`). A keying slip puts one of
-  these far from every real loan. Discrete fields (units, borrowers, term, MI %) are left out: their rare-but-valid
-  values (a 4-unit property, a 10-year term) outranked the real errors, and an impossible code is already caught by
-  the schema's range check. CLTV is left out too: beyond LTV it only adds piggyback second liens, which are valid
-  (adding it: 0.83-0.92 instead of 0.97-0.99). The previous matrix, all 10 numeric fields, gave 0.32.
-- The rate as SATO, the spread over the mean rate of the loan's month: a rate is wrong relative to its market, and
-  over real vintages (2.5% to 8.5% market rates) the cycle would hide a slip. On the synthetic data the note rate
-  measured the same; both together measured worse (0.97 vs 0.996).
-- Consistency checks (`features.OUTLIER_CHECKS`) that are exactly 0 for every possible loan: CLTV below LTV (the
-  shortfall in LTV points; CLTV counts the first lien, so it cannot be lower) and a DTI of exactly 0 (back-end DTI
-  includes the loan's own payment). A check adds nothing to a clean loan's score and sets a violation apart in a
-  single split. Without the DTI check, a DTI of 0 sits next to real DTIs of 1-2 and only a third were found; the
-  signed CLTV - LTV instead of the shortfall mixes the valid second liens in (0.88 instead of 0.97-0.99).
-- Values read but not validated or clipped, so an out-of-range value keeps its extreme size; missing values take the
-  training median; fields are standardised with the model features' training mean and std, checks stay in their own
-  units. No further transform: the rank-based detectors (ECOD, COPOD) ignore monotone transforms, and signed powers
-  that widen far gaps for IForest widened the clean tails as much (IForest alone: 0.87-0.95 instead of 0.99).
+`outlier_matrix` is the outlier detectors' view of a loan, built to find mis-keyed records (a balance x1000, a rate
+x10, CLTV typed below LTV): the continuous fields `features.OUTLIER_NUMERIC` (credit score, LTV, DTI, log UPB) and the
+rate as SATO, read but not validated or clipped (an error keeps its size), median-imputed and standardised with the
+model features' training statistics, plus `features.OUTLIER_CHECKS`, which are 0 for every possible loan. Discrete
+fields stay out: their rare-but-valid values outrank real errors. Why each column is there, with the measurements:
+docs/decisions/0001-outlier-matrix-features.md.
 
 State is one JSON file (no pickle); floats round-trip exactly, so a loaded Preprocessor gives bitwise equal output.
 """

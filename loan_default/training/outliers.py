@@ -4,39 +4,12 @@ The caller passes the preprocessed numeric training matrix (``x_num``) and label
 never reach ``fit``. ``OutlierFilter.fit`` returns a keep-mask for those training rows; ``export`` writes the
 detector as plain arrays that ``loan_default.core.outlier_scorer.OutlierScorer`` scores in-process at serving.
 
-Detector defaults, and why. Measured on the synthetic data, whose generator records which loans it corrupted
-(about 1.2%: balances x1000 or /1000, rates x10, CLTV below LTV, DTI 0, credit score 300 with LTV 150), as the share
-of corrupted training rows flagged, mean (worst) over 2 data sets of 100k loans x 3 split seeds, on
-``Preprocessor.outlier_matrix`` (its docstring gives the feature design). Each step adds to the one before:
-
-- IForest + HBOS + COPOD averaged, PyOD defaults (256 rows a tree), the previous settings: 0.50 (0.47).
-- IForest with ``max_samples=2048``: 0.82 (0.80). Each kind of error is a small cluster, ~0.2% of the rows. A tree
-  grown on 256 rows usually holds none of it, so the error row lands in the leaf of the most extreme clean sample and
-  looks no more isolated than that sample. With 2048 rows every tree holds a few, and a split anywhere in the wide
-  gap between them and the clean rows isolates them.
-- ECOD instead of HBOS + COPOD: 0.94 (0.90). ECOD scores both tails of every field from tail probabilities; COPOD
-  halves a field's far tail when the field is skewed the other way, and HBOS's density regulariser and fixed bin
-  count make its scores depend on each column's scale.
-- ``combination="maximization"``: 0.99 (0.96). An error is usually far out in one field only, so one detector scoring
-  it high must be enough; averaging lets the other detector's ordinary score dilute it.
-- 200 trees instead of 100: 0.996 (0.992); the worst split gained most (IForest's path lengths are noisy).
-
-``contamination=0.02`` then flags about 1% of the clean training rows. The fit takes about 1.5 s at 70k training
-rows, and the exported scorer scores one row in about 0.17 ms, as fast as the previous settings'.
-
-SUOD settings, and why:
-
-- ``bps_flag=False``: balanced parallel scheduling retrains a cost model and writes ~4 MB into the installed
-  ``suod`` package on every fit, which fails on a read-only install; with a handful of detectors it buys nothing.
-- ``approx_flag_global=False``: pseudo-supervised approximation replaces a detector's scoring with an unseeded
-  random-forest regressor (non-deterministic, not exportable) and costs a forest fit per approximated detector.
-- ``rp_flag_global=False``: random projection draws from the unseeded global numpy RNG (non-deterministic).
-- ``n_jobs=1`` by default: it runs the detectors one after another in-process and costs the same as plain PyOD
-  doing so (ratio 1.00 at 100k loans). On 2 cores, worker start-up, numba re-compilation in each worker and
-  shipping the fitted detectors back cost far more than the detectors: ``n_jobs=2`` measured 3.4x slower than
-  sequential at 100k loans and 8x at 20k.
-- joblib ``max_nbytes=None``: no memory-mapped inputs, so loky's resource tracker has nothing to print
-  ``KeyError`` tracebacks about when ``n_jobs > 1``.
+Defaults (conf/outlier/suod.yaml): IForest with 2048-row trees (a 256-row tree rarely holds a 0.2% cluster of errors)
+and ECOD, combined by maximum (an error is usually far out in one field only, so one detector must be enough). SUOD
+runs with ``bps_flag=False`` (its cost model writes into the installed package), ``approx_flag_global=False`` and
+``rp_flag_global=False`` (unseeded RNGs: non-deterministic, not exportable), ``n_jobs=1`` (workers cost more than the
+detectors on few cores) and joblib ``max_nbytes=None`` (nothing for loky's resource tracker to complain about).
+The measurements behind each: docs/decisions/0002-outlier-detectors.md.
 
 With ``n_jobs > 1`` SUOD spawns worker processes (and ``import suod`` switches joblib's loky backend to the
 ``spawn`` start method), so every entry point that fits must guard its top level with

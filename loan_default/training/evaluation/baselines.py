@@ -91,10 +91,9 @@ def fit_lightgbm(
     """Gradient-boosted trees with early stopping on val AUROC.
 
     Categorical ids go in as plain numbers: ids are assigned by training frequency, so this is a frequency-ordered
-    encoding. On the default synthetic data LightGBM's native categorical splits overfit the high-cardinality fields
-    (ZIP, MSA) within ~10 rounds: test ROC-AUC 0.792 native, 0.809 with heavy cat smoothing, 0.818 as numbers
-    (measured on 100k loans). Class re-weighting (is_unbalance) cost 0.004-0.007 ROC-AUC and skews probabilities;
-    the threshold rule is rank-based, so it is not needed.
+    encoding: native categorical splits overfit the high-cardinality fields (ZIP, MSA) within ~10 rounds. No class
+    re-weighting: it cost ROC-AUC, skews probabilities, and the threshold rule is rank-based
+    (docs/decisions/0006-lightgbm-categoricals.md).
 
     ``n_jobs`` defaults to every available core; on a machine shared with other busy processes, fewer can be faster.
     """
