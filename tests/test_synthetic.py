@@ -535,3 +535,138 @@ def test_ensure_synthetic_reuses_matching_files_and_replaces_others(tmp_path: Pa
     ensure_synthetic(tmp_path, loans=300, seed=1, vintages="2007-2008")
     names = {p.name for p in tmp_path.iterdir()}
     assert "sample_orig_2006.txt" not in names and "sample_svcg_2008.txt" in names, "stale vintages are removed"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Options: linear hazard, blanked fields, shifted population
+# ---------------------------------------------------------------------------------------------------------------------
+def _model_features(orig: pd.DataFrame) -> pd.DataFrame:
+    """What the project's models see: no vintage, UPB on a log scale."""
+    x = _features(orig).drop(columns="file_year")
+    x["orig_upb"] = np.log(x["orig_upb"])
+    return x
+
+
+def test_linear_hazard_log_odds_are_linear_in_the_features(tmp_path: Path) -> None:
+    summary = generate(tmp_path, 5_000, seed=11, hazard="linear")
+    assert summary["hazard"] == "linear" and 0.03 < summary["mean_true_pd"] < 0.09
+    orig, _ = read_folder(tmp_path, keep=("loan_id",))
+    truth = pd.read_csv(tmp_path / "truth.csv", keep_default_na=False, dtype={"corruption": str})
+    clean = orig[truth["corrupted"].to_numpy() == 0].reset_index(drop=True)
+    x = _linear_inputs(_model_features(clean)).fit_transform(_model_features(clean))
+    pd_true = truth.loc[truth["corrupted"] == 0, "true_pd"].to_numpy()
+    logit = np.log(pd_true / (1 - pd_true))
+    assert LinearRegression().fit(x, logit).score(x, logit) > 0.999
+
+
+def test_linear_hazard_logistic_regression_is_near_oracle(tmp_path: Path) -> None:
+    """40,000 loans (~1,500 training defaults): estimation noise is then well below the 0.01 tolerance (~10 s)."""
+    generate(tmp_path, 40_000, seed=11, hazard="linear")
+    orig, perf = read_folder(tmp_path, keep=("loan_id", "period", "delinquency_status", "zero_balance_code"))
+    truth = pd.read_csv(tmp_path / "truth.csv", keep_default_na=False, dtype={"corruption": str}).set_index("loan_id")
+    orig = orig.join(reference_labels(orig, perf), on="loan_id").join(truth, on="loan_id")
+    # Keying slips (rate x 10) are the outlier stage's job; unclipped they would dominate a linear fit.
+    seen = orig[~orig["censored"] & (orig["corrupted"] == 0)].reset_index(drop=True)
+    y = seen["default"].to_numpy().astype(int)
+    x = _model_features(seen)
+    test = np.random.default_rng(0).random(len(seen)) < 0.25
+    model = make_pipeline(_linear_inputs(x), LogisticRegression(C=0.1, max_iter=2000)).fit(x[~test], y[~test])
+    linear_auc = roc_auc_score(y[test], model.predict_proba(x[test])[:, 1])
+    oracle_auc = roc_auc_score(y[test], seen["true_pd"].to_numpy()[test])
+    assert 0.75 < oracle_auc < 0.86, oracle_auc
+    assert linear_auc > oracle_auc - 0.01, (linear_auc, oracle_auc)
+
+
+BLANKED = ("credit_score", "dti", "occupancy", "msa", "num_borrowers")
+
+
+@pytest.fixture(scope="module")
+def blanked(tmp_path_factory) -> tuple[Path, Path]:
+    """The same 3,000 loans twice: as drawn, and with a third of five fields blanked."""
+    plain, sparse = tmp_path_factory.mktemp("plain"), tmp_path_factory.mktemp("sparse")
+    generate(plain, 3_000, seed=5, vintages="2006-2007", hazard="linear")
+    generate(sparse, 3_000, seed=5, vintages="2006-2007", hazard="linear", blank_fields=",".join(BLANKED),
+             blank_share=0.35)  # fmt: skip
+    return plain, sparse
+
+
+def test_blanked_fields_are_written_as_not_available_codes(blanked) -> None:
+    plain, sparse = blanked
+    before, _ = read_folder(plain)
+    after, _ = read_folder(sparse)
+    codes = {"credit_score": "9999", "dti": "999", "occupancy": "9", "msa": "", "num_borrowers": "99"}
+    # Which loans are spoiled depends on the histories drawn before, which follow the PD: compare loans clean in both.
+    clean = (pd.read_csv(plain / "truth.csv")["corrupted"] == 0) & (pd.read_csv(sparse / "truth.csv")["corrupted"] == 0)
+    before, after = before[clean.to_numpy()], after[clean.to_numpy()]
+    for name, code in codes.items():
+        changed = before[name] != after[name]
+        assert (after.loc[changed, name] == code).all(), name
+        assert 0.30 < (after[name] == code).mean() - (before[name] == code).mean() < 0.40, name
+    # Only the blanked fields differ: blanking draws from its own random stream.
+    others = [c for c in before.columns if c not in BLANKED]
+    pd.testing.assert_frame_equal(before[others], after[others])
+    # The reader turns the codes into missing values, and the oracle still matches the written records.
+    table, report = load_loan_table(folder=sparse)
+    assert not report.skipped_rows
+    for name in ("credit_score", "dti", "num_borrowers"):
+        assert 0.30 < table[name].isna().mean() < 0.40, name
+    assert 0.30 < table["occupancy"].isna().mean() < 0.40
+    clean = table["corrupted"].to_numpy() == 0
+    recomputed = default_probability(table, "linear")
+    np.testing.assert_allclose(recomputed[clean], table["true_pd"].to_numpy()[clean], rtol=0, atol=1e-12)
+
+
+def test_shift_moves_the_marginals_and_nothing_else(tmp_path: Path) -> None:
+    base, moved = tmp_path / "base", tmp_path / "moved"
+    generate(base, 3_000, seed=9, vintages="2010-2011")
+    summary = generate(moved, 3_000, seed=9, vintages="2010-2011", shift="credit_score=-60,orig_rate=+1.5")
+    assert summary["shift"] == {"credit_score": -60.0, "orig_rate": 1.5}
+    before, _ = read_folder(base)
+    after, _ = read_folder(moved)
+    pd.testing.assert_series_equal(before["loan_id"], after["loan_id"])
+    # Which loans are spoiled depends on the histories drawn before, which follow the PD: compare loans clean in both.
+    clean = (pd.read_csv(base / "truth.csv")["corrupted"] == 0).to_numpy() & (
+        pd.read_csv(moved / "truth.csv")["corrupted"] == 0
+    ).to_numpy()
+    credit_before, credit_after = numeric(before["credit_score"], ("9999",)), numeric(after["credit_score"], ("9999",))
+    known = clean & ~np.isnan(credit_before)
+    np.testing.assert_array_equal(credit_after[known], np.maximum(300.0, credit_before[known] - 60))
+    assert np.nanmean(credit_after[clean]) == pytest.approx(np.nanmean(credit_before[clean]) - 60, abs=1.0)
+    rate_diff = numeric(after["orig_rate"]) - numeric(before["orig_rate"])
+    np.testing.assert_allclose(rate_diff[clean], 1.5, atol=1e-9)
+    pd.testing.assert_series_equal(before["dti"][clean], after["dti"][clean])
+    # The truth follows the shifted records: worse credit and dearer loans default more.
+    truth_before = pd.read_csv(base / "truth.csv")["true_pd"].mean()
+    assert pd.read_csv(moved / "truth.csv")["true_pd"].mean() > 1.5 * truth_before
+
+
+def test_options_on_the_command_line_and_in_the_manifest(tmp_path: Path, capsys) -> None:
+    main(["--loans", "300", "--out", str(tmp_path), "--vintages", "2007", "--hazard", "linear",
+                    "--blank", "dti,credit_score", "--blank-share", "0.2", "--shift", "credit_score=-30"])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert (
+        "hazard linear" in printed and "blanked 20% of credit_score, dti" in printed and "credit_score -30" in printed
+    )
+    manifest = json.loads((tmp_path / MANIFEST).read_text())
+    assert manifest["hazard"] == "linear" and manifest["blank_fields"] == ["credit_score", "dti"]
+    assert manifest["blank_share"] == 0.2 and manifest["shift"] == {"credit_score": -30.0}
+    stamp = (tmp_path / "sample_orig_2007.txt").stat().st_mtime_ns
+    ensure_synthetic(tmp_path, loans=300, seed=0, vintages="2007", hazard="linear", blank_fields=["credit_score", "dti"],
+                     blank_share=0.2, shift={"credit_score": -30})  # fmt: skip
+    assert (tmp_path / "sample_orig_2007.txt").stat().st_mtime_ns == stamp, "same options: files reused"
+    assert ensure_synthetic(tmp_path, loans=300, seed=0, vintages="2007")["hazard"] == "nonlinear"
+    for bad in (["--blank", "orig_upb"], ["--shift", "seller_name=3"], ["--shift", "credit_score"],
+                ["--blank", "dti", "--blank-share", "0"]):  # fmt: skip
+        with pytest.raises(SystemExit):
+            main(["--loans", "300", "--out", str(tmp_path / "bad"), "--vintages", "2007", *bad])
+
+
+def test_manifest_from_before_the_options_still_counts_as_default_settings(tmp_path: Path) -> None:
+    ensure_synthetic(tmp_path, loans=200, seed=1, vintages="2006")
+    manifest = json.loads((tmp_path / MANIFEST).read_text())
+    for key in ("hazard", "blank_fields", "blank_share", "shift"):
+        del manifest[key]
+    (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    stamp = (tmp_path / "sample_orig_2006.txt").stat().st_mtime_ns
+    ensure_synthetic(tmp_path, loans=200, seed=1, vintages="2006")
+    assert (tmp_path / "sample_orig_2006.txt").stat().st_mtime_ns == stamp

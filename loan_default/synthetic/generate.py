@@ -7,6 +7,13 @@ drawn from a known model (``hazard.default_probability``), so ``true_pd`` is the
 
     python -m loan_default.synthetic --loans 100000 --out data/synthetic --seed 2024 \\
         [--vintages 2004-2011 | --vintages 2005 2006 2007] [--layout orig32|orig31|orig31_r47] [--cutoff 201312]
+        [--hazard nonlinear|linear] [--blank credit_score,dti --blank-share 0.5]
+        [--shift credit_score=-60,orig_rate=+1.5]
+
+``--hazard linear`` draws defaults from log-odds linear in the model's features (logistic regression is near-oracle);
+``--blank`` sets a share of the named fields to Freddie Mac's "not available" codes, as older or sparser files have
+them; ``--shift`` moves every loan's value of a field, a drifted population for testing monitoring. All three act
+before the default probability is computed, so ``true_pd`` stays the exact probability given the written record.
 """
 
 from __future__ import annotations
@@ -24,8 +31,17 @@ import pyarrow as pa
 from loan_default.common.progress import progress
 from loan_default.freddie.schema import ORIGINATION_LAYOUTS, PERFORMANCE_LAYOUTS
 from loan_default.synthetic.economy import FIRST_YEAR, LAST_YEAR, month_index
-from loan_default.synthetic.hazard import default_probability
-from loan_default.synthetic.loans import Loans, corrupt, draw_loans, mask_missing
+from loan_default.synthetic.hazard import HAZARDS, default_probability
+from loan_default.synthetic.loans import (
+    BLANKABLE,
+    SHIFTABLE,
+    Loans,
+    blank_out,
+    corrupt,
+    draw_loans,
+    mask_missing,
+    shift_fields,
+)
 from loan_default.synthetic.paths import Histories, simulate_histories
 from loan_default.synthetic.text import AtomicWriter, origination_table, performance_table
 
@@ -37,6 +53,9 @@ MANIFEST = "synthetic.json"  # the settings a folder's files were made with; wri
 GENERATOR_VERSION = 1  # bump when the same settings would produce different files
 CHUNK_LOANS = 25_000  # histories are built this many loans at a time, so memory stays flat as N grows
 TRUTH_HEADER = "loan_id,true_pd,corrupted,corruption\n"
+BLANK_SHARE = 0.5  # share of each --blank field set to "not available" unless told otherwise
+# Settings added after version 1 and their values that reproduce version-1 files (older manifests lack them).
+OPTION_DEFAULTS = {"hazard": "nonlinear", "blank_fields": [], "blank_share": 0.0, "shift": {}}
 
 
 class SyntheticArgumentError(ValueError):
@@ -67,6 +86,36 @@ def parse_vintages(vintages: Iterable[int | str] | str | None) -> list[int]:
     return sorted(years)
 
 
+def parse_blank(fields: Iterable[str] | str | None) -> list[str]:
+    """Field names from ``None``, a list, or a comma-separated string; each must have a "not available" code."""
+    if fields is None:
+        return []
+    items = fields.split(",") if isinstance(fields, str) else [str(f) for f in fields]
+    names = sorted({item.strip() for item in items if item.strip()})
+    bad = [name for name in names if name not in BLANKABLE]
+    if bad:
+        raise SyntheticArgumentError(f"cannot blank {bad}: fields with a 'not available' code are {list(BLANKABLE)}")
+    return names
+
+
+def parse_shift(shift: dict | str | None) -> dict[str, float]:
+    """``{"credit_score": -60, "orig_rate": 1.5}`` from a mapping or a string like ``credit_score=-60,orig_rate=+1.5``."""
+    if shift is None:
+        return {}
+    if isinstance(shift, str):
+        pairs = {}
+        for item in filter(None, (part.strip() for part in shift.split(","))):
+            m = re.fullmatch(r"(\w+)\s*=\s*([+-]?\d+(?:\.\d*)?)", item)
+            if not m:
+                raise SyntheticArgumentError(f"shift {item!r}: expected field=amount, like credit_score=-60")
+            pairs[m.group(1)] = m.group(2)
+        shift = pairs
+    bad = sorted(set(shift) - set(SHIFTABLE))
+    if bad:
+        raise SyntheticArgumentError(f"cannot shift {bad}: shiftable fields are {sorted(SHIFTABLE)}")
+    return {name: float(shift[name]) for name in sorted(shift) if float(shift[name]) != 0.0}
+
+
 def default_cutoff(vintages: Sequence[int]) -> int:
     """December two years after the last vintage: its loans are mostly seen for 24+ months, a few are censored."""
     return (max(vintages) + 2) * 100 + 12
@@ -95,13 +144,16 @@ def _hazard_view(loans: Loans, year: int) -> dict[str, np.ndarray]:
 
 
 def _write_vintage(
-    out: Path, year: int, n: int, seed: int, layout: str, cutoff: int, corrupted_share: float
+    out: Path, year: int, n: int, seed: int, layout: str, cutoff: int, corrupted_share: float, options: dict
 ) -> tuple[dict, pa.Table]:
     """Write one vintage's two files; return its summary and its truth rows."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, year]))
     loans = draw_loans(year, n, rng)
+    shift_fields(loans, options["shift"])  # before the sentinels, so a missing value stays missing
     mask_missing(loans, year, rng)
-    pd = default_probability(_hazard_view(loans, year))
+    # Blanking draws from its own stream: the rest of the files are the same with or without it.
+    blank_out(loans, tuple(options["blank_fields"]), options["blank_share"], _blank_rng(seed, year))
+    pd = default_probability(_hazard_view(loans, year), options["hazard"])
 
     perf_layout = PERFORMANCE_LAYOUTS[PERFORMANCE_LAYOUT_FOR[layout]]
     rows = defaults = censored = labelled_defaults = 0
@@ -141,6 +193,25 @@ def _write_vintage(
     return summary, truth
 
 
+def _blank_rng(seed: int, year: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, year, 1]))
+
+
+def _options(hazard: str, blank: Iterable[str] | str | None, blank_share: float, shift: dict | str | None) -> dict:
+    """The checked hazard, blanking and shift settings, in the form the manifest records."""
+    if hazard not in HAZARDS:
+        raise SyntheticArgumentError(f"hazard {hazard!r}: expected one of {list(HAZARDS)}")
+    names = parse_blank(blank)
+    if names and not 0.0 < float(blank_share) <= 1.0:
+        raise SyntheticArgumentError(f"blank_share {blank_share} must be in (0, 1]")
+    return {
+        "hazard": hazard,
+        "blank_fields": names,
+        "blank_share": float(blank_share) if names else 0.0,
+        "shift": parse_shift(shift),
+    }
+
+
 def generate(
     out_dir: str | Path,
     n_loans: int,
@@ -149,6 +220,11 @@ def generate(
     layout: str = "orig32",
     cutoff: int | None = None,
     corrupted_share: float = CORRUPTED_SHARE,
+    *,
+    hazard: str = "nonlinear",
+    blank_fields: Iterable[str] | str | None = None,
+    blank_share: float = BLANK_SHARE,
+    shift: dict | str | None = None,
 ) -> dict:
     """Write synthetic origination and performance files per vintage plus ``truth.csv`` into ``out_dir``.
 
@@ -156,7 +232,12 @@ def generate(
     performance layout follows (orig32 -> perf32, orig31 -> perf30, orig31_r47 -> perf35). Histories end at payoff,
     termination or ``cutoff`` (YYYYMM; default December two years after the last vintage). The same arguments give
     byte-identical files. Returns a summary: loans, rows, default rate, censored and corrupted counts, per vintage.
+
+    ``hazard`` is ``"nonlinear"`` (default) or ``"linear"``; ``blank_fields`` (names, or ``"a,b"``) lose about
+    ``blank_share`` of their values to "not available"; ``shift`` (``{"credit_score": -60}`` or
+    ``"credit_score=-60,orig_rate=+1.5"``) moves every loan's value of those fields.
     """
+    options = _options(hazard, blank_fields, blank_share, shift)
     years = parse_vintages(vintages)
     if layout not in PERFORMANCE_LAYOUT_FOR:
         raise SyntheticArgumentError(f"layout {layout!r}: expected one of {sorted(PERFORMANCE_LAYOUT_FOR)}")
@@ -177,7 +258,7 @@ def generate(
     per_vintage, truths = {}, []
     counts = _loans_per_vintage(n_loans, years)
     for year, n in progress(list(zip(years, counts, strict=True)), desc="vintages", unit="vintage"):
-        per_vintage[str(year)], truth = _write_vintage(out, year, n, seed, layout, cutoff, corrupted_share)
+        per_vintage[str(year)], truth = _write_vintage(out, year, n, seed, layout, cutoff, corrupted_share, options)
         truths.append(truth)
     with AtomicWriter(out / "truth.csv") as writer:
         writer.write_text(TRUTH_HEADER)
@@ -186,7 +267,7 @@ def generate(
     def total(key: str) -> int:
         return sum(v[key] for v in per_vintage.values())
 
-    settings = _settings(n_loans, seed, years, layout, cutoff, corrupted_share)
+    settings = _settings(n_loans, seed, years, layout, cutoff, corrupted_share, options)
     files = [f"sample_{kind}_{year}.txt" for year in years for kind in ("orig", "svcg")] + ["truth.csv"]
     for stale in set(previous.get("files", [])) - set(files):  # only files this generator wrote earlier
         (out / stale).unlink(missing_ok=True)
@@ -208,9 +289,12 @@ def generate(
     return summary
 
 
-def _settings(n_loans: int, seed: int, years: list[int], layout: str, cutoff: int, corrupted_share: float) -> dict:
+def _settings(
+    n_loans: int, seed: int, years: list[int], layout: str, cutoff: int, corrupted_share: float, options: dict
+) -> dict:
     """Everything that determines the files' bytes."""
     return {
+        **options,
         "generator_version": GENERATOR_VERSION,
         "loans": n_loans,
         "seed": seed,
@@ -236,6 +320,10 @@ def ensure_synthetic(
     layout: str = "orig32",
     cutoff: int | None = None,
     corrupted_share: float = CORRUPTED_SHARE,
+    hazard: str = "nonlinear",
+    blank_fields: Iterable[str] | str | None = None,
+    blank_share: float = BLANK_SHARE,
+    shift: dict | str | None = None,
 ) -> dict:
     """Generate the synthetic files into ``folder`` unless it already holds them for exactly these settings.
 
@@ -244,12 +332,22 @@ def ensure_synthetic(
     folder = Path(folder)
     years = parse_vintages(vintages)
     resolved = default_cutoff(years) if cutoff is None else _check_cutoff(cutoff, years)
-    wanted = _settings(loans, seed, years, layout, resolved, corrupted_share)
+    options = _options(hazard, blank_fields, blank_share, shift)
+    wanted = _settings(loans, seed, years, layout, resolved, corrupted_share, options)
     manifest = _read_manifest(folder)
-    current = all(manifest.get(key) == value for key, value in wanted.items())
+    current = all(manifest.get(key, OPTION_DEFAULTS.get(key)) == value for key, value in wanted.items())
     if current and all((folder / name).is_file() for name in manifest.get("files", [""])):
         return manifest
-    return generate(folder, loans, seed, years, layout, resolved, corrupted_share)
+    return generate(folder, loans, seed, years, layout, resolved, corrupted_share, **_as_arguments(options))
+
+
+def _as_arguments(options: dict) -> dict:
+    return {
+        "hazard": options["hazard"],
+        "blank_fields": options["blank_fields"],
+        "blank_share": options["blank_share"] or BLANK_SHARE,
+        "shift": options["shift"],
+    }
 
 
 def format_summary(summary: dict) -> str:
@@ -268,6 +366,12 @@ def format_summary(summary: dict) -> str:
         f"layouts {summary['layout']}/{summary['performance_layout']}, cutoff {summary['cutoff']},"
         f" {summary['seconds']:.1f} s -> {summary['out_dir']}"
     )
+    options = [f"hazard {summary.get('hazard', 'nonlinear')}"]
+    if summary.get("blank_fields"):
+        options.append(f"blanked {summary['blank_share']:.0%} of {', '.join(summary['blank_fields'])}")
+    if summary.get("shift"):
+        options.append("shifted " + ", ".join(f"{k} {v:+g}" for k, v in summary["shift"].items()))
+    lines.append("; ".join(options))
     return "\n".join(lines)
 
 
@@ -281,10 +385,26 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--layout", choices=sorted(PERFORMANCE_LAYOUT_FOR), default="orig32")
     parser.add_argument("--cutoff", type=int, default=None, help="last performance month, YYYYMM")
     parser.add_argument("--corrupted-share", type=float, default=CORRUPTED_SHARE)
+    parser.add_argument(
+        "--hazard", choices=HAZARDS, default="nonlinear", help="linear: logistic regression is near-oracle"
+    )
+    parser.add_argument("--blank", default=None, help=f"comma-separated fields to blank; any of {', '.join(BLANKABLE)}")
+    parser.add_argument("--blank-share", type=float, default=BLANK_SHARE, help="share of each --blank field blanked")
+    parser.add_argument("--shift", default=None, help="e.g. credit_score=-60,orig_rate=+1.5 (a drifted population)")
     args = parser.parse_args(argv)
     try:
         summary = generate(
-            args.out, args.loans, args.seed, args.vintages, args.layout, args.cutoff, args.corrupted_share
+            args.out,
+            args.loans,
+            args.seed,
+            args.vintages,
+            args.layout,
+            args.cutoff,
+            args.corrupted_share,
+            hazard=args.hazard,
+            blank_fields=args.blank,
+            blank_share=args.blank_share,
+            shift=args.shift,
         )
     except SyntheticArgumentError as err:
         parser.error(str(err))

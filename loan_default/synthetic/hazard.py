@@ -9,6 +9,11 @@ steepens below 660; thin equity and weak credit compounding (and either strength
 (several weak spots at once cost more than their sum); a DTI step above 45; investor x cash-out; sand states x boom
 vintages; high LTV x vintages that met falling house prices; every effect stretched in stressed vintages; the note
 rate's spread over its month's market rate (SATO), which needs the month to compute; and a smooth ceiling near 70%.
+
+``hazard="linear"`` swaps in ``linear_default_logit``: log-odds that are a sum of one term per model feature (numbers
+as they are, UPB on a log scale, one constant per code, one per missing value), with a single intercept and no
+vintage effect. A logistic regression on the model's features can represent it exactly, so it is near-oracle: the
+regime of small or sparse files where a linear model is hard to beat.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from loan_default.freddie.schema import ORIGINATION_FIELDS
 from loan_default.synthetic.economy import market_rate, month_index, term_spread
 
 # 24-month default rate aimed at by vintage (about 0.75 x the lifetime rates in CALIBRATION.md; later years ~1.2%).
@@ -143,6 +149,54 @@ def default_logit(loans: Mapping[str, ArrayLike]) -> np.ndarray:
     return logit - np.logaddexp(0.0, logit - CEILING_LOGIT)  # a smooth min(logit, CEILING_LOGIT)
 
 
-def default_probability(loans: Mapping[str, ArrayLike]) -> np.ndarray:
+# Linear hazard: one intercept for every vintage (the model never sees the vintage), set for the non-linear hazard's
+# 5.3% mean PD on the default 2004-2011 mix (20,000 loans a vintage). A missing number counts at its reference value
+# plus a constant of its own.
+LINEAR_INTERCEPT = -3.55
+LINEAR_SLOPES = {  # field: (log-odds per unit, reference value, log-odds when the field is missing)
+    "credit_score": (-0.012, 740.0, 0.4),
+    "ltv": (0.02, 75.0, 0.3),
+    "dti": (0.025, 35.0, 0.45),
+    "orig_rate": (0.45, 6.0, 0.0),
+    "orig_term": (0.0025, 360.0, 0.0),
+    "num_borrowers": (-0.35, 1.5, 0.15),
+    "mi_pct": (0.004, 0.0, 0.1),
+}
+LINEAR_CODES = {  # field: {code: log-odds}; a missing code gets its own constant under ""
+    "occupancy": {"I": 0.5, "S": 0.2, "": 0.2},
+    "loan_purpose": {"C": 0.3, "R": 0.15, "": 0.15},
+    "channel": {"B": 0.2, "T": 0.2, "": 0.1},
+    "property_type": {"MH": 0.5, "CO": 0.1, "": 0.1},
+    "first_time_homebuyer": {"Y": 0.1, "": 0.05},
+    "harp_indicator": {"Y": -0.4},
+}
+LINEAR_LOG_UPB = -0.2  # per unit of log(UPB)
+
+
+def linear_default_logit(loans: Mapping[str, ArrayLike]) -> np.ndarray:
+    """Log-odds of default within 24 months, linear in the model's features (``hazard="linear"``)."""
+    upb = _num(loans, "orig_upb")
+    z = np.full(upb.size, LINEAR_INTERCEPT) + LINEAR_LOG_UPB * (np.log(np.maximum(upb, 1.0)) - np.log(150_000.0))
+    for name, (slope, reference, if_missing) in LINEAR_SLOPES.items():
+        value = _num(loans, name)
+        missing = np.isnan(value)
+        z += np.where(missing, if_missing, slope * (np.nan_to_num(value, nan=reference) - reference))
+    for name, effects in LINEAR_CODES.items():
+        code = _code(loans, name)
+        missing_codes = ORIGINATION_FIELDS[name].missing | {""}
+        code = np.where(np.isin(code, list(missing_codes)), "", code)
+        z += pd.Series(code).map(effects).fillna(0.0).to_numpy()
+    z += 0.25 * np.isin(_code(loans, "property_state"), SAND_STATES)
+    return z
+
+
+HAZARDS = ("nonlinear", "linear")
+
+
+def default_probability(loans: Mapping[str, ArrayLike], hazard: str = "nonlinear") -> np.ndarray:
     """P(default label = 1 | origination fields) under the default label definition (90+ days within 24 months)."""
-    return sigmoid(default_logit(loans))
+    if hazard == "nonlinear":
+        return sigmoid(default_logit(loans))
+    if hazard == "linear":
+        return sigmoid(linear_default_logit(loans))
+    raise ValueError(f"hazard {hazard!r}: expected one of {HAZARDS}")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from loan_default.freddie.schema import ORIGINATION_FIELDS
 from loan_default.synthetic.economy import conforming_limit, house_price_index, market_rate, term_spread, yyyymm
 
 _P = np.array([0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0])
@@ -443,3 +444,44 @@ def corrupt(loans: Loans, share: float, rng: np.random.Generator) -> np.ndarray:
     f["ltv"] = np.where(bad_credit, 150.0, f["ltv"])
     f["cltv"] = np.where(bad_credit, 150.0, f["cltv"])
     return kind
+
+
+# Fields that can be blanked to "not available": those with a missing code, and the place fields where a blank means
+# unknown. Dates, amounts, the rate and the term have no missing code: a file without them is not a Freddie Mac file.
+BLANKABLE = (
+    "credit_score", "first_time_homebuyer", "msa", "mi_pct", "num_units", "occupancy", "cltv", "dti", "ltv",
+    "channel", "property_type", "postal_code", "loan_purpose", "num_borrowers", "program_indicator",
+    "valuation_method",
+)  # fmt: skip
+# Fields whose population can be shifted (added to every loan; the result is rounded and kept in the field's range).
+SHIFTABLE = {"credit_score": (300.0, 850.0, 1.0), "ltv": (1.0, 150.0, 1.0), "dti": (0.0, 65.0, 1.0),
+             "orig_rate": (0.5, 15.0, 0.001)}  # fmt: skip
+
+
+def blank_out(loans: Loans, names: tuple[str, ...], share: float, rng: np.random.Generator) -> None:
+    """Set about ``share`` of each named field to "not available" (in place), as older or sparser files have them.
+
+    Numbers become NaN (written as the field's code, e.g. 9999); codes become their missing code ("9", "99"); place
+    fields become blank.
+    """
+    f, n = loans.fields, len(loans)
+    for name in names:
+        gone = rng.random(n) < share
+        if f[name].dtype.kind == "f":
+            f[name] = np.where(gone, np.nan, f[name])
+        else:
+            f[name] = np.where(gone, next(iter(ORIGINATION_FIELDS[name].missing), ""), f[name])
+
+
+def shift_fields(loans: Loans, shifts: dict[str, float]) -> None:
+    """Add ``shifts[name]`` to every loan's value of each field (in place): a population moved on purpose.
+
+    LTV and combined LTV move together, so a shifted LTV does not look like a keying slip (CLTV below LTV).
+    """
+    f = loans.fields
+    for name, delta in shifts.items():
+        low, high, step = SHIFTABLE[name]
+        moved = np.clip(np.round((f[name] + delta) / step) * step, low, high)
+        if name == "ltv":
+            f["cltv"] = np.clip(f["cltv"] + (moved - f["ltv"]), moved, 998.0)
+        f[name] = moved
