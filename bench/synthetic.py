@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 import pyarrow.csv as pcsv
 
+from loan_default.common.months import month_number
 from loan_default.freddie.schema import PERFORMANCE_LAYOUTS
-from loan_default.synthetic.economy import month_index
 from loan_default.synthetic.generate import default_cutoff, generate
 from loan_default.synthetic.hazard import default_probability
 from loan_default.synthetic.loans import draw_loans, mask_missing
@@ -55,7 +55,7 @@ def stage_times(n_loans: int, year: int = 2006) -> tuple[dict[str, float], objec
         return loans, default_probability({**loans.fields, "vintage_year": np.full(n_loans, year)})
 
     (loans, pd_true), times["draw loans + true PD"] = timed(draw)
-    cutoff = int(month_index(default_cutoff(range(2004, 2012))))
+    cutoff = int(month_number(default_cutoff(range(2004, 2012))))
     hist, times["monthly histories"] = timed(lambda: simulate_histories(loans, pd_true, cutoff, year, rng))
     table, times["build columns"] = timed(lambda: performance_table(loans, hist, PERFORMANCE_LAYOUTS["perf32"]))
     options = pcsv.WriteOptions(include_header=False, delimiter="|", quoting_style="none")

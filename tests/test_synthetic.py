@@ -21,10 +21,10 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from loan_default.common.months import month_number
 from loan_default.freddie import schema
 from loan_default.freddie.loans import load_loan_table
 from loan_default.synthetic import generate as synthetic
-from loan_default.synthetic.economy import month_index
 from loan_default.synthetic.generate import (
     MANIFEST,
     PERFORMANCE_LAYOUT_FOR,
@@ -94,7 +94,7 @@ def reference_labels(orig: pd.DataFrame, perf: pd.DataFrame, horizon: int = 24) 
     """The contract's default label, written out plainly: per loan `default`, `censored`, `first_default_age`."""
     fpd = orig.set_index("loan_id")["first_payment_date"].astype(int)
     period = perf["period"].astype(int).to_numpy()
-    age = month_index(period) - month_index(fpd.loc[perf["loan_id"]].to_numpy()) + 1
+    age = month_number(period) - month_number(fpd.loc[perf["loan_id"]].to_numpy()) + 1
     status = perf["delinquency_status"]
     known = ~status.isin(("XX", ""))
     months_late = pd.to_numeric(status.where(known & (status != "RA")), errors="coerce").fillna(0).to_numpy()
@@ -187,10 +187,10 @@ def test_origination_values_look_like_freddie_macs(small) -> None:
     assert ((2000 + ids[0].astype(int)) == orig["file_year"]).all()
     fpd = orig["first_payment_date"].astype(int).to_numpy()
     quarter_start = (2000 + ids[0].astype(int)) * 12 + (ids[1].astype(int) - 1) * 3
-    lag = month_index(fpd) - quarter_start.to_numpy()
+    lag = month_number(fpd) - quarter_start.to_numpy()
     assert lag.min() >= 1 and lag.max() <= 5
     term = orig["orig_term"].astype(int).to_numpy()
-    assert (month_index(orig["maturity_date"].astype(int).to_numpy()) == month_index(fpd) + term - 1).all()
+    assert (month_number(orig["maturity_date"].astype(int).to_numpy()) == month_number(fpd) + term - 1).all()
 
     upb = orig["orig_upb"].astype(int)[clean]
     assert (upb % 1000 == 0).all() and upb.min() >= 1000
@@ -215,9 +215,9 @@ def test_performance_rows_are_consistent_histories(small) -> None:
     orig, perf = read_folder(folder)
     assert set(perf["loan_id"]) == set(orig["loan_id"]), "every loan has rows, and every row a loan"
     loans = orig.set_index("loan_id")
-    fpd = month_index(loans.loc[perf["loan_id"], "first_payment_date"].astype(int).to_numpy())
+    fpd = month_number(loans.loc[perf["loan_id"], "first_payment_date"].astype(int).to_numpy())
     term = loans.loc[perf["loan_id"], "orig_term"].astype(int).to_numpy()
-    period = month_index(perf["period"].astype(int).to_numpy())
+    period = month_number(perf["period"].astype(int).to_numpy())
     age = perf["loan_age"].astype(int).to_numpy()
     assert (age == period - fpd + 1).all(), "loan age counts from the first payment month (age 1)"
     assert (perf["remaining_months"].astype(int).to_numpy() == term - age).all()
@@ -295,7 +295,7 @@ def test_histories_match_drawn_defaults_loan_by_loan(tmp_path: Path) -> None:
     mask_missing(loans, year, rng)
     pd_true = default_probability({**loans.fields, "vintage_year": np.full(n, year)})
     cutoff = 200906  # late-2007 loans are seen for under 24 months: some are censored
-    hist = simulate_histories(loans, pd_true, int(month_index(cutoff)), year, rng)
+    hist = simulate_histories(loans, pd_true, int(month_number(cutoff)), year, rng)
     with AtomicWriter(tmp_path / f"sample_svcg_{year}.txt") as w:
         w.write(performance_table(loans, hist, schema.PERFORMANCE_LAYOUTS["perf32"]))
     with AtomicWriter(tmp_path / f"sample_orig_{year}.txt") as w:
@@ -380,7 +380,7 @@ def test_risk_gradients_are_monotone(large_frames) -> None:
 def test_true_pd_is_calibrated_against_observed_labels(large_frames) -> None:
     orig, _, _ = large_frames
     seen = orig[~orig["censored"]]
-    fully = seen[month_index(seen["first_payment_date"].astype(int)) + 23 <= month_index(201312)]
+    fully = seen[month_number(seen["first_payment_date"].astype(int)) + 23 <= month_number(201312)]
     observed, expected = fully["default"].mean(), fully["true_pd"].mean()
     se = np.sqrt(expected * (1 - expected) / len(fully))
     assert abs(observed - expected) < 4 * se, (observed, expected)
@@ -670,3 +670,15 @@ def test_manifest_from_before_the_options_still_counts_as_default_settings(tmp_p
     stamp = (tmp_path / "sample_orig_2006.txt").stat().st_mtime_ns
     ensure_synthetic(tmp_path, loans=200, seed=1, vintages="2006")
     assert (tmp_path / "sample_orig_2006.txt").stat().st_mtime_ns == stamp
+
+
+def test_month_numbers_count_months_and_invert() -> None:
+    from loan_default.common.months import valid_month_number, yyyymm
+
+    assert month_number(202001) - month_number(201912) == 1 and month_number(np.array([200401])).dtype == np.int64
+    got = month_number(np.array([200612.0, np.nan]))
+    assert got[0] == 2006 * 12 + 11 and np.isnan(got[1])
+    checked = valid_month_number(np.array([200613, 200600, 200607, np.nan]))
+    assert np.isnan(checked[[0, 1, 3]]).all() and checked[2] == 2006 * 12 + 6
+    months = np.arange(2000 * 12, 2030 * 12)
+    np.testing.assert_array_equal(month_number(yyyymm(months)), months)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from loan_default.common.months import valid_month_number
 from loan_default.freddie.schema import ORIGINATION_FIELDS, Field, Kind
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -180,33 +181,20 @@ def parse_text(value: Any) -> str | None:
 
 
 def parse_code(field: Field, value: Any) -> str | None:
-    """A CODE field's value: upper-cased code, its ``blank_means`` when blank, None when missing or not a valid code."""
+    """A CODE field's value in the schema's canonical form (`Field.code`), None when missing (a sentinel code, or
+    blank without a ``blank_means``) or not a valid code: invalid codes count as missing, like out-of-range numbers."""
     text = parse_text(value)
-    if text is None:
-        return field.blank_means
-    text = text.upper()
-    if text in field.missing:
-        return None
-    if field.codes is not None and text not in field.codes and text != field.blank_means:
-        return None  # invalid codes count as missing, like out-of-range numbers
-    return text
+    code = field.blank_means if text is None else field.code(text)
+    return None if code is None or code in field.missing or code not in field.allowed else code
 
 
 def parse_number(field: Field, value: Any) -> float:
-    """A numeric field's value as float, NaN when blank or a sentinel code (9999, 999, ...)."""
+    """A numeric field's value as float (`Field.number`), NaN when blank or a sentinel code (9999, 999, ...).
+    Out-of-range values are kept here (`validate` drops them); text that is no number raises `FieldError`."""
     if _is_null(value):
         return math.nan
-    if isinstance(value, str):
-        text = value.strip()
-        if not text:
-            return math.nan
-        try:
-            number = float(text)
-        except ValueError:
-            raise ValueError(f"field {field.name!r}: cannot read {value!r} as a number") from None
-    else:
-        number = float(value)
-    return math.nan if number in _MISSING_NUMBERS[field.name] else number
+    number = field.number(value) if isinstance(value, str) else float(value)
+    return math.nan if number is None or number in _MISSING_NUMBERS[field.name] else number
 
 
 def parse_value(name: str, value: Any) -> float | str | None:
@@ -273,18 +261,11 @@ def signed_log1p(values: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------------------------
 # Engineered features
 # ---------------------------------------------------------------------------------------------------------------------
-def month_index(yyyymm: np.ndarray) -> np.ndarray:
-    """YYYYMM as months since year 0 (float, NaN when missing or the month is not 1..12)."""
-    year, month = np.floor_divide(yyyymm, 100), np.mod(yyyymm, 100)
-    valid = (month >= 1) & (month <= 12)
-    return np.where(valid, year * 12 + month - 1, np.nan)
-
-
 @dataclass(frozen=True)
 class RateTable:
     """Mean note rate of the training loans per first-payment month, for SATO (spread at origination).
 
-    ``months`` are sorted month indices (see `month_index`) and ``means`` their mean rates. A month with no training
+    ``months`` are sorted month numbers (`valid_month_number`) and ``means`` their mean rates. A month with no training
     loans takes the nearest known month (the earlier one on a tie): rates move slowly, and a global mean would put
     a trend into the spread.
     """
@@ -294,7 +275,7 @@ class RateTable:
 
     @classmethod
     def fit(cls, first_payment_date: np.ndarray, rate: np.ndarray) -> RateTable:
-        month = month_index(first_payment_date)
+        month = valid_month_number(first_payment_date)
         known = ~np.isnan(month) & ~np.isnan(rate)
         months, inverse = np.unique(month[known].astype(np.int64), return_inverse=True)
         sums = np.bincount(inverse, weights=rate[known], minlength=len(months))
@@ -303,7 +284,7 @@ class RateTable:
 
     def lookup(self, first_payment_date: np.ndarray) -> np.ndarray:
         """Mean training rate for each loan's first-payment month (NaN when the date is missing or the table empty)."""
-        month = month_index(first_payment_date)
+        month = valid_month_number(first_payment_date)
         if len(self.months) == 0:
             return np.full(month.shape, np.nan)
         safe = np.nan_to_num(month)
@@ -349,7 +330,7 @@ def engineered_flags(cols: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     mi, known_term = cols["mi_pct"], ~np.isnan(cols["orig_term"])
     le_180, t240, t360 = term <= 180, term == 240, term == 360
     # Loan term is defined as the number of payments from the first payment to maturity, both inclusive.
-    dated_term = month_index(cols["maturity_date"]) - month_index(cols["first_payment_date"]) + 1
+    dated_term = valid_month_number(cols["maturity_date"]) - valid_month_number(cols["first_payment_date"]) + 1
     first_time = fthb == "Y"
     return {
         "term_le_180": le_180,

@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from loan_default.common.months import month_number
 from loan_default.freddie import schema
 from loan_default.freddie.errors import FreddieDataWarning
 from loan_default.freddie.reader import STATUS_UNKNOWN
@@ -115,11 +116,6 @@ class LabelReport:
         return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
 
-def month_index(yyyymm: np.ndarray) -> np.ndarray:
-    """YYYYMM -> months since year 0, so that differences are month counts (NaN stays NaN for float input)."""
-    return (yyyymm // 100) * 12 + yyyymm % 100 - 1
-
-
 class OutcomeAggregator:
     """Per-loan outcome statistics from performance batches (`reader.PERFORMANCE_SCHEMA`), in any order.
 
@@ -145,7 +141,7 @@ class OutcomeAggregator:
         # Freddie files list each loan's months together, so reduce over runs of equal ids (no hashing). Unsorted
         # input only makes more runs; runs of the same loan are merged like partials from different batches.
         starts = np.flatnonzero(np.r_[True, pc.not_equal(ids[1:], ids[:-1]).to_numpy(zero_copy_only=False)])
-        month = month_index(batch.column("period").to_numpy()).astype(np.int32)
+        month = month_number(batch.column("period").to_numpy()).astype(np.int32)
         status = batch.column("delinquency_status").to_numpy()
         event = np.where(status >= self.config.min_dpd_months, month, _NEVER)  # STATUS_REO is above any threshold
         known = np.where(status != STATUS_UNKNOWN, month, _NOT_SEEN)
@@ -169,7 +165,7 @@ class OutcomeAggregator:
             rows = batch.filter(code.is_valid())
             date = rows.column("zero_balance_date").to_numpy(zero_copy_only=False)
             period = rows.column("period").to_numpy()
-            when = month_index(np.where(np.isnan(date), period, date)).astype(np.int32)
+            when = month_number(np.where(np.isnan(date), period, date)).astype(np.int32)
             self._zero_balance.append(
                 pa.table({"loan_id": rows.column("loan_id"), "code": rows.column("zero_balance_code"), "month": when})
             )
@@ -251,7 +247,7 @@ def label_loans(
             stacklevel=2,
         )
     stats = outcomes.reindex(ids)
-    first_payment = month_index(origination["first_payment_date"].to_numpy(dtype=np.float64))
+    first_payment = month_number(origination["first_payment_date"].to_numpy(dtype=np.float64))
 
     first_event = np.fmin(stats["first_event"].to_numpy(), stats["credit_zero_balance"].to_numpy())
     first_default_age = first_event - first_payment + 1
@@ -312,7 +308,7 @@ def _vintages(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, pd.api.exten
     quarter = np.array([v[1] if v else -1 for v in found], dtype=np.int64)[codes]
     unknown = year < 0
     if unknown.any():
-        month = month_index(table["first_payment_date"].to_numpy(dtype=np.float64)[unknown]) - 2
+        month = month_number(table["first_payment_date"].to_numpy(dtype=np.float64)[unknown]) - 2
         year[unknown], quarter[unknown] = month // 12, month % 12 // 3 + 1
     codes, keys = pd.factorize(year * 10 + quarter)
     names = np.array([f"{key // 10}Q{key % 10}" for key in keys], dtype=object)

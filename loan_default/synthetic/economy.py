@@ -1,6 +1,6 @@
-"""The synthetic economy: month arithmetic, the market mortgage rate, a house price index, conforming loan limits.
+"""The synthetic economy: the market mortgage rate, a house price index, conforming loan limits.
 
-Months are counted as one integer, ``year * 12 + month - 1``, so that differences are month counts. Annual figures are
+Months are counted as in ``loan_default.common.months`` (``year * 12 + month - 1``). Annual figures are
 placed at mid-year and interpolated linearly, so every loan originated in the same month faces the same market rate.
 """
 
@@ -31,18 +31,6 @@ _LIMITS = {
 FIRST_YEAR, LAST_YEAR = min(_PMMS_30Y), max(_PMMS_30Y)
 # Shorter terms price below the 30-year rate (%), by original term in months.
 _TERM_KNOTS = ([120, 180, 240, 300, 360], [-0.65, -0.55, -0.30, -0.15, 0.0])
-
-
-def month_index(yyyymm: ArrayLike) -> np.ndarray:
-    """YYYYMM -> months since year 0 (int64)."""
-    d = np.asarray(yyyymm, dtype=np.int64)
-    return (d // 100) * 12 + d % 100 - 1
-
-
-def yyyymm(index: ArrayLike) -> np.ndarray:
-    """Months since year 0 -> YYYYMM (int64)."""
-    m = np.asarray(index, dtype=np.int64)
-    return (m // 12) * 100 + m % 12 + 1
 
 
 def _annual(table: dict[int, float], index: ArrayLike) -> np.ndarray:

@@ -28,9 +28,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from loan_default.common.months import month_number
 from loan_default.common.progress import progress
 from loan_default.freddie.schema import ORIGINATION_LAYOUTS, PERFORMANCE_LAYOUTS
-from loan_default.synthetic.economy import FIRST_YEAR, LAST_YEAR, month_index
+from loan_default.synthetic.economy import FIRST_YEAR, LAST_YEAR
 from loan_default.synthetic.hazard import HAZARDS, default_probability
 from loan_default.synthetic.loans import (
     BLANKABLE,
@@ -161,7 +162,7 @@ def _write_vintage(
         for first in range(0, n, CHUNK_LOANS):
             chunk = slice(first, min(n, first + CHUNK_LOANS))
             part = loans.subset(chunk)
-            hist: Histories = simulate_histories(part, pd[chunk], month_index(cutoff), year, rng)
+            hist: Histories = simulate_histories(part, pd[chunk], month_number(cutoff), year, rng)
             writer.write(performance_table(part, hist, perf_layout))
             rows += len(hist)
             defaults += int(hist.default.sum())

@@ -24,8 +24,9 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from loan_default.common.months import month_number
 from loan_default.freddie.schema import ORIGINATION_FIELDS
-from loan_default.synthetic.economy import market_rate, month_index, term_spread
+from loan_default.synthetic.economy import market_rate, term_spread
 
 # 24-month default rate aimed at by vintage (about 0.75 x the lifetime rates in CALIBRATION.md; later years ~1.2%).
 VINTAGE_TARGET = {
@@ -91,7 +92,7 @@ def _by_year(table: Mapping[int, float], years: np.ndarray, clamp: bool) -> np.n
 
 def sato(loans: Mapping[str, ArrayLike]) -> np.ndarray:
     """Spread at origination: note rate minus the market rate of its month, net of the term discount (%)."""
-    note_month = month_index(_num(loans, "first_payment_date").astype(np.int64)) - PRICING_LAG_MONTHS
+    note_month = month_number(_num(loans, "first_payment_date").astype(np.int64)) - PRICING_LAG_MONTHS
     return _num(loans, "orig_rate") - market_rate(note_month) - term_spread(_num(loans, "orig_term"))
 
 

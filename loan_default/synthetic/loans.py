@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from loan_default.common.months import yyyymm
 from loan_default.freddie.schema import ORIGINATION_FIELDS
-from loan_default.synthetic.economy import conforming_limit, house_price_index, market_rate, term_spread, yyyymm
+from loan_default.synthetic.economy import conforming_limit, house_price_index, market_rate, term_spread
 
 _P = np.array([0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0])
 # Quantile tables at _P: (2006-like, 2020-like). UPB is in $1,000 at 2006 prices.

@@ -16,8 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
+from loan_default.common.months import yyyymm
 from loan_default.freddie.schema import ORIGINATION_FIELDS, Kind, Layout
-from loan_default.synthetic.economy import yyyymm
 from loan_default.synthetic.loans import Loans
 from loan_default.synthetic.paths import LIQUIDATIONS, Histories
 
