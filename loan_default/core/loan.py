@@ -10,7 +10,6 @@ missing. Anything else is refused with a message that names the field; unknown f
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
@@ -26,7 +25,7 @@ from pydantic_core import PydanticCustomError
 
 from loan_default.core.bundle import BundleError
 from loan_default.core.features import INPUT_FIELDS
-from loan_default.freddie.schema import ORIGINATION_FIELDS, Kind
+from loan_default.freddie.schema import ORIGINATION_FIELDS, FieldError, Kind
 from loan_default.freddie.schema import Field as FreddieField
 
 # Loan terms every origination record carries: a request without them is not a loan.
@@ -86,89 +85,16 @@ def _error(field: str, message: str) -> PydanticCustomError:
     return PydanticCustomError("invalid_field", "{field}: {message}", {"field": field, "message": message})
 
 
-def _number_validator(f: FreddieField) -> Callable[[Any], int | float | None]:
-    """Validator of an INT/FLOAT/DATE field: in range, or one of the field's sentinel codes, or blank.
+def _schema_validator(f: FreddieField) -> Callable[[Any], Any]:
+    """Validator of a number, date or code field: the schema's own rule (`Field.check`, shared with the file reader
+    and the features), its complaint turned into a pydantic error that names the field."""
+    check = f.check
 
-    Written for speed (it runs for every numeric field of every loan): one type test, then comparisons; the upper
-    bound of an open range is the largest float, so infinity and NaN fail the range test like any bad number.
-    """
-    sentinels = {float(code) for code in f.missing}
-    integral = f.kind in (Kind.INT, Kind.DATE)
-    is_date = f.kind is Kind.DATE
-    low = -sys.float_info.max if f.low is None else float(f.low)
-    high = sys.float_info.max if f.high is None else float(f.high)
-    if is_date:
-        low, high = 100001.0, 999912.0
-    expected = _range_text(f)
-
-    def validate(value: Any) -> int | float | None:
-        kind = type(value)
-        if kind is int or kind is float:
-            number = value
-        elif value is None:
-            return None
-        elif kind is str:
-            text = value.strip()
-            if not text:
-                return None
-            try:
-                number = float(text)
-            except ValueError:
-                raise _error(f.name, f"expected {expected}, got {value[:40]!r}") from None
-        else:  # bool (an int subclass), lists, objects, int/str subclasses
-            raise _error(f.name, f"expected {expected}, got {kind.__name__}")
+    def validate(value: Any) -> Any:
         try:
-            if number in sentinels:
-                return int(number)
-            ok = low <= number <= high and (not integral or float(number).is_integer())
-        except OverflowError:  # an integer too large for a float
-            ok = False
-        if not ok or (is_date and not 1 <= number % 100 <= 12):
-            raise _error(f.name, f"expected {expected}, got {value!r:.40}")
-        return int(number) if integral else float(number)
-
-    return validate
-
-
-def _range_text(f: FreddieField) -> str:
-    if f.kind is Kind.DATE:
-        return "a date YYYYMM (e.g. 201905)"
-    kind = "an integer" if f.kind is Kind.INT else "a number"
-    if f.low is not None and f.high is not None:
-        text = f"{kind} from {f.low:g} to {f.high:g}"
-    elif f.low is not None:
-        text = f"{kind} of at least {f.low:g}"
-    else:
-        text = kind
-    if f.missing:
-        text += f" (or {' / '.join(sorted(f.missing))} for not available)"
-    return text
-
-
-def _code_validator(f: FreddieField) -> Callable[[Any], str | None]:
-    """Validator of a CODE field: an allowed code, a sentinel code, or blank (which means `blank_means` if set).
-    Codes are compared stripped and upper-cased, as the Preprocessor reads them; digit codes may come as integers."""
-    allowed = set(f.codes or ()) | set(f.missing) | ({f.blank_means} if f.blank_means else set())
-    digits = all(code.isdigit() for code in allowed)
-    listing = ", ".join(sorted(allowed)) + ", or blank"
-
-    def validate(value: Any) -> str | None:
-        kind = type(value)
-        if kind is str:
-            if value in allowed:
-                return value
-            code = value.strip().upper()
-            if not code:
-                return f.blank_means
-        elif value is None:
-            return f.blank_means
-        elif kind is int and digits:
-            code = str(value)
-        else:
-            raise _error(f.name, f"expected one of {listing}, got {kind.__name__}")
-        if code not in allowed:
-            raise _error(f.name, f"expected one of {listing}, got {value!r:.40}")
-        return code
+            return check(value)
+        except FieldError as err:
+            raise _error(f.name, err.problem) from None
 
     return validate
 
@@ -231,10 +157,8 @@ def _describe(f: FreddieField) -> str:
 
 
 def _field_type(f: FreddieField) -> Any:
-    if f.kind in (Kind.INT, Kind.FLOAT, Kind.DATE):
-        validator: Callable[[Any], Any] = _number_validator(f)
-    elif f.kind is Kind.CODE:
-        validator = _code_validator(f)
+    if f.kind in (Kind.INT, Kind.FLOAT, Kind.DATE, Kind.CODE):
+        validator: Callable[[Any], Any] = _schema_validator(f)
     else:
         validator = _text_validator(f)
     return Annotated[Any, PlainValidator(validator), WithJsonSchema(_json_schema(f))]

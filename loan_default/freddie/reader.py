@@ -123,8 +123,12 @@ def _date(raw: pa.Array, f: schema.Field, required: bool = False) -> tuple[pa.Ar
         s = value.strip()
         if not s:
             return None, not required
-        good = len(s) == 6 and s.isascii() and s.isdigit() and 1 <= int(s[4:]) <= 12
-        return (int(s) if good else None), good
+        if len(s) != 6 or not (s.isascii() and s.isdigit()):  # the files write dates as six ASCII digits
+            return None, False
+        try:
+            return f.check(s), True  # the schema's date rule: a month 01-12
+        except schema.FieldError:
+            return None, False
 
     index, values, ok = _per_value(raw, convert)
     present = np.array([v is not None for v in values])[index]
@@ -134,31 +138,20 @@ def _date(raw: pa.Array, f: schema.Field, required: bool = False) -> tuple[pa.Ar
 
 
 def _code(raw: pa.Array, f: schema.Field) -> tuple[pa.Array, _Bad | None]:
-    """CODE -> string from the field's closed set; blank -> `blank_means` or null; sentinel codes -> null."""
-    width = _digit_code_width(f)
-    allowed = (f.codes or frozenset()) | ({f.blank_means} if f.blank_means else set())
+    """CODE -> the schema's canonical code (`Field.code`: "1" reads as zero-balance code "01"); blank -> `blank_means`
+    or null; sentinel codes -> null."""
 
     def convert(value: str) -> tuple[str | None, bool]:
-        s = value.strip()
-        if not s and f.blank_means is not None:
-            s = f.blank_means
-        if width and s.isdigit():
-            s = s.zfill(width)  # "1" for zero-balance code "01": numbers may arrive without their zero padding
-        if not s or s in f.missing:
+        code = f.code(value)
+        if code is None or code in f.missing:
             return None, True
-        good = f.codes is None or s in allowed
-        return (s if good else None), good
+        good = f.codes is None or code in f.allowed
+        return (code if good else None), good
 
     index, values, ok = _per_value(raw, convert)
-    listed = ", ".join(sorted(allowed | f.missing))
+    listed = ", ".join(sorted(f.allowed))
     bad = _bad_rows(index, ok, f, f"unknown code (allowed: {listed}, or blank)", UNKNOWN_CODE)
     return pa.array(values, pa.string()).take(index), bad
-
-
-def _digit_code_width(f: schema.Field) -> int:
-    widths = {len(c) for c in f.codes or ()}
-    digits = f.codes is not None and all(c.isdigit() for c in f.codes)
-    return widths.pop() if digits and len(widths) == 1 else 0
 
 
 def _status(raw: pa.Array, f: schema.Field) -> tuple[pa.Array, _Bad | None]:

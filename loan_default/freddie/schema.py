@@ -8,8 +8,12 @@ layouts (before 2023 and Release 47) are told apart by what positions 25 and 30 
 from __future__ import annotations
 
 import re
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
+from typing import Any
 
 
 class Kind(StrEnum):
@@ -34,6 +38,161 @@ class Field:
     low: float | None = None  # valid range for numbers (inclusive); outside it is a malformed value
     high: float | None = None
     blank_means: str | None = None  # for flags where blank is a real answer ("not super conforming"), not missing
+
+    # The value rules below are the one home of what a field accepts: the file reader, the API's loan model (which
+    # batch scoring uses too) and the feature code all call them, each with its own policy for a bad value
+    # (skip or raise with file and line; answer 422; treat as missing).
+
+    @cached_property
+    def allowed(self) -> frozenset[str]:
+        """Every code a CODE field accepts: its codes, its sentinel codes and what blank means."""
+        return (self.codes or frozenset()) | self.missing | ({self.blank_means} if self.blank_means else frozenset())
+
+    @cached_property
+    def expected(self) -> str:
+        """What a valid value looks like, for error messages ("an integer from 300 to 850 (or 9999 for not available)")."""
+        if self.kind is Kind.DATE:
+            return "a date YYYYMM (e.g. 201905)"
+        if self.kind is Kind.CODE:
+            return "one of " + ", ".join(sorted(self.allowed)) + ", or blank"
+        if self.kind is Kind.TEXT:
+            return "text"
+        kind = "an integer" if self.kind is Kind.INT else "a number"
+        if self.low is not None and self.high is not None:
+            text = f"{kind} from {self.low:g} to {self.high:g}"
+        elif self.low is not None:
+            text = f"{kind} of at least {self.low:g}"
+        else:
+            text = kind
+        if self.missing:
+            text += f" (or {' / '.join(sorted(self.missing))} for not available)"
+        return text
+
+    @cached_property
+    def _code_width(self) -> int:
+        """Width of a closed set of digit codes ("01".."96": 2), so "1" reads as "01"; 0 for other code sets."""
+        widths = {len(c) for c in self.codes or ()}
+        digits = self.codes is not None and all(c.isdigit() for c in self.codes)
+        return widths.pop() if digits and len(widths) == 1 else 0
+
+    def code(self, text: str) -> str | None:
+        """A CODE field's raw text in canonical form, not yet checked: stripped, upper-cased, digit codes zero-padded
+        to their width; blank is `blank_means` (None when blank means missing)."""
+        code = text.strip().upper()
+        if not code:
+            return self.blank_means
+        if self._code_width and code.isdigit():
+            code = code.zfill(self._code_width)
+        return code
+
+    def number(self, value: Any) -> float | None:
+        """A numeric field's value as a float (None when blank), from a number or numeric text; sentinel codes and
+        out-of-range values are returned as they are. Raises `FieldError` for anything that is not a number."""
+        if value is None:
+            return None
+        if isinstance(value, str):
+            text = value.strip()
+            if not text:
+                return None
+            try:
+                return float(text)
+            except ValueError:
+                raise FieldError(self.name, f"expected {self.expected}, got {value[:40]!r}") from None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise FieldError(self.name, f"expected {self.expected}, got {type(value).__name__}")
+        return float(value)
+
+    def check(self, value: Any) -> int | float | str | None:
+        """``value`` as this field holds it, or `FieldError` naming the field.
+
+        Numbers and dates: a number or numeric text, in ``[low, high]`` (a whole number for INT and DATE, a month
+        01-12 for DATE) or one of the sentinel codes, which are kept (9999 stays 9999). Codes: text (digit codes also
+        as an integer) that `code` turns into one of `allowed`; sentinel codes are kept ("9"). Text: stripped.
+        Blank or None is None (for a code, what blank means).
+        """
+        return self._checker(value)
+
+    @cached_property
+    def _checker(self) -> Callable[[Any], int | float | str | None]:
+        if self.kind in (Kind.INT, Kind.FLOAT, Kind.DATE):
+            return self._number_checker()
+        if self.kind is Kind.CODE:
+            return self._code_checker()
+        return self._text_checker()
+
+    def _number_checker(self) -> Callable[[Any], int | float | None]:
+        # Written for speed (the API runs it for every numeric field of every loan): one type test, then comparisons;
+        # an open range ends at the largest float, so infinity and NaN fail the range test like any bad number.
+        sentinels = {float(code) for code in self.missing}
+        integral = self.kind in (Kind.INT, Kind.DATE)
+        is_date = self.kind is Kind.DATE
+        low = -sys.float_info.max if self.low is None else float(self.low)
+        high = sys.float_info.max if self.high is None else float(self.high)
+        if is_date:
+            low, high = 100001.0, 999912.0
+        name, expected, number_of = self.name, self.expected, self.number
+
+        def check(value: Any) -> int | float | None:
+            kind = type(value)
+            number = value if kind is int or kind is float else number_of(value)
+            if number is None:
+                return None
+            try:
+                if number in sentinels:
+                    return int(number)
+                ok = low <= number <= high and (not integral or float(number).is_integer())
+            except OverflowError:  # an integer too large for a float
+                ok = False
+            if not ok or (is_date and not 1 <= number % 100 <= 12):
+                raise FieldError(name, f"expected {expected}, got {value!r:.40}")
+            return int(number) if integral else float(number)
+
+        return check
+
+    def _code_checker(self) -> Callable[[Any], str | None]:
+        allowed, name, expected, canonical = self.allowed, self.name, self.expected, self.code
+        digits = all(code.isdigit() for code in allowed)
+
+        def check(value: Any) -> str | None:
+            kind = type(value)
+            if kind is str:
+                if value in allowed:
+                    return value
+                code = canonical(value)
+                if code is None:
+                    return None
+            elif value is None:
+                return self.blank_means
+            elif kind is int and digits:
+                code = canonical(str(value))
+            else:
+                raise FieldError(name, f"expected {expected}, got {kind.__name__}")
+            if code not in allowed:
+                raise FieldError(name, f"expected {expected}, got {value!r:.40}")
+            return code
+
+        return check
+
+    def _text_checker(self) -> Callable[[Any], str | None]:
+        name = self.name
+
+        def check(value: Any) -> str | None:
+            kind = type(value)
+            if value is None:
+                return None
+            if kind is not str and kind is not int:
+                raise FieldError(name, f"expected text, got {kind.__name__}")
+            return str(value).strip() or None
+
+        return check
+
+
+class FieldError(ValueError):
+    """A value its field does not accept; the message names the field: ``dti: expected an integer ..., got 'abc'``."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field, self.problem = field, problem
 
 
 def _f(name, kind, description, missing=(), codes=None, low=None, high=None, blank_means=None) -> Field:
