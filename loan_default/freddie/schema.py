@@ -102,18 +102,16 @@ class Field:
             raise FieldError(self.name, f"expected {self.expected}, got {type(value).__name__}")
         return float(value)
 
-    def check(self, value: Any) -> int | float | str | None:
-        """``value`` as this field holds it, or `FieldError` naming the field.
+    @cached_property
+    def check(self) -> Callable[[Any], int | float | str | None]:
+        """``check(value)``: ``value`` as this field holds it, or `FieldError` naming the field.
 
         Numbers and dates: a number or numeric text, in ``[low, high]`` (a whole number for INT and DATE, a month
         01-12 for DATE) or one of the sentinel codes, which are kept (9999 stays 9999). Codes: text (digit codes also
         as an integer) that `code` turns into one of `allowed`; sentinel codes are kept ("9"). Text: stripped.
-        Blank or None is None (for a code, what blank means).
+        Blank or None is None (for a code, what blank means). Built once per field (the API runs it for every field
+        of every loan), so ``field.check`` is a plain function.
         """
-        return self._checker(value)
-
-    @cached_property
-    def _checker(self) -> Callable[[Any], int | float | str | None]:
         if self.kind in (Kind.INT, Kind.FLOAT, Kind.DATE):
             return self._number_checker()
         if self.kind is Kind.CODE:
@@ -121,8 +119,8 @@ class Field:
         return self._text_checker()
 
     def _number_checker(self) -> Callable[[Any], int | float | None]:
-        # Written for speed (the API runs it for every numeric field of every loan): one type test, then comparisons;
-        # an open range ends at the largest float, so infinity and NaN fail the range test like any bad number.
+        # Written for speed: one type test, then comparisons; an open range ends at the largest float, so infinity
+        # and NaN fail the range test like any bad number.
         sentinels = {float(code) for code in self.missing}
         integral = self.kind in (Kind.INT, Kind.DATE)
         is_date = self.kind is Kind.DATE
