@@ -93,3 +93,10 @@ def test_errors_name_the_field_and_what_it_expects():
     with pytest.raises(FieldError, match=r"^num_units: .*got bool$"):
         ORIGINATION_FIELDS["num_units"].check(True)
     assert ORIGINATION_FIELDS["valuation_method"].check(3) == "3"  # digit codes may come as integers (JSON)
+
+
+def test_in_range_is_the_documented_range_and_nan_is_never_in_it():
+    dti, upb, msa = ORIGINATION_FIELDS["dti"], ORIGINATION_FIELDS["orig_upb"], ORIGINATION_FIELDS["msa"]
+    assert [dti.in_range(x) for x in (-1, 0, 65, 65.5, math.nan)] == [False, True, True, False, False]
+    assert upb.in_range(1e12) and not upb.in_range(-1)  # open above
+    assert not msa.in_range(math.nan) and msa.in_range(7)  # no range at all: every number but NaN

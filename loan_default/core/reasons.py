@@ -95,7 +95,7 @@ class ReasonBuilder:
         """(the loan's value, how it reads after the label)."""
         if name in ft.NUMERIC_FIELDS:
             number = ft.parse_value(name, loan.get(name))
-            if isinstance(number, float) and (math.isnan(number) or _out_of_range(name, number)):
+            if isinstance(number, float) and not ORIGINATION_FIELDS[name].in_range(number):  # NaN is out of range
                 return None, " not available"
             if ORIGINATION_FIELDS[name].kind is Kind.INT:
                 number = int(number)
@@ -121,11 +121,6 @@ class ReasonBuilder:
 def _strip_unit(label: str) -> str:
     """``Debt-to-income (%)`` -> ``Debt-to-income``: the unit goes with the value instead ("45%")."""
     return _UNIT_IN_LABEL.sub("", label)
-
-
-def _out_of_range(name: str, number: float) -> bool:
-    f = ORIGINATION_FIELDS[name]
-    return (f.low is not None and number < f.low) or (f.high is not None and number > f.high)
 
 
 def _format_number(name: str, number: float) -> str:

@@ -102,6 +102,12 @@ class Field:
             raise FieldError(self.name, f"expected {self.expected}, got {type(value).__name__}")
         return float(value)
 
+    def in_range(self, number: float) -> bool:
+        """Whether a number lies in the field's documented range (inclusive; open ends always pass; NaN never)."""
+        return (
+            number == number and (self.low is None or number >= self.low) and (self.high is None or number <= self.high)
+        )
+
     @cached_property
     def check(self) -> Callable[[Any], int | float | str | None]:
         """``check(value)``: ``value`` as this field holds it, or `FieldError` naming the field.
