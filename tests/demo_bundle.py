@@ -20,6 +20,7 @@ import torch
 from pydantic import ValidationError
 
 from loan_default.core.bundle import write_bundle
+from loan_default.core.drift import build_reference
 from loan_default.core.network import LoanNet
 from loan_default.core.preprocess import Preprocessor
 from loan_default.freddie.errors import FreddieDataWarning
@@ -108,6 +109,7 @@ def build_demo_bundle(
         config_yaml=f"demo: true\nn_loans: {n_loans}\nseed: {seed}\n",
         metrics={"train_default_rate": float(y.mean()), "n_train": n_loans},
         model_name="loan-default-demo",
+        monitoring=build_reference(1 / (1 + np.exp(-logits)), loans),  # the training rows' scores and fields
     )
 
 

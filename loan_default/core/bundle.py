@@ -13,15 +13,21 @@ A bundle is one folder:
     config.yaml           resolved training config
     metrics.json          evaluation metrics
     versions.json         package versions used to train
+    monitoring.json       training distributions of the score and every input field (core.drift.Reference; bundles
+                          written before it have none: they still load and serve, monitoring is unavailable)
 
-It is written into a temporary folder and renamed into place, so an interrupted run never leaves half a bundle.
-`load_bundle` never re-fits anything and imports no training code (no Lightning).
+It is written into a temporary folder and swapped into place in one step (`_swap_in`), so an interrupted run never
+leaves half a bundle and a bundle being replaced stays complete and readable until the new one is. Files are 0644 and
+folders 0755: a server running as another user must read them. `load_bundle` never re-fits anything and imports no
+training code (no Lightning).
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -36,13 +42,18 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
+from loan_default.core.drift import Reference
 from loan_default.core.network import LoanNet
 from loan_default.core.outlier_scorer import OutlierScorer
 from loan_default.core.preprocess import Preprocessor
 
 BUNDLE_FORMAT = 1
 MANIFEST = "manifest.json"
+MONITORING = "monitoring.json"
 _PACKAGES = ("loan-default", "torch", "lightning", "numpy", "pandas", "scikit-learn", "pyod", "shap", "pyarrow")
+
+
+log = logging.getLogger(__name__)
 
 
 class BundleError(RuntimeError):
@@ -73,6 +84,7 @@ class Bundle:
     background: tuple[np.ndarray, np.ndarray]
     model_info: dict[str, Any]
     metrics: dict[str, Any] = field(default_factory=dict)
+    monitoring: Reference | None = None  # None for a bundle written before monitoring.json existed
     _explainer: Any = field(default=None, repr=False)
 
     @property
@@ -95,21 +107,6 @@ class Bundle:
     def predict_proba(self, loans: pd.DataFrame | Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Default probability per loan."""
         return _sigmoid(self.logits(*self.transform(loans)))
-
-    def score(self, loans: pd.DataFrame | Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-        """Probability, decision at the bundle's threshold, risk band, outlier score and flag, one row per loan."""
-        x_num, x_cat = self.transform(loans)
-        p = _sigmoid(self.logits(x_num, x_cat))
-        raw = self.preprocessor.outlier_matrix(loans if isinstance(loans, pd.DataFrame) else pd.DataFrame(list(loans)))
-        return pd.DataFrame(
-            {
-                "default_probability": p,
-                "decision": np.where(p >= self.threshold, "default", "no_default"),
-                "risk_band": self.risk_bands(p),
-                "outlier_score": self.outlier.score(raw),
-                "is_outlier": self.outlier.is_outlier(raw),
-            }
-        )
 
     def risk_bands(self, p: np.ndarray) -> np.ndarray:
         bands = self.decision["risk_bands"]
@@ -160,13 +157,17 @@ def write_bundle(
     config_yaml: str,
     metrics: dict[str, Any],
     model_name: str = "loan-default-ann",
+    monitoring: Reference | None = None,
 ) -> Path:
-    """Write a bundle atomically: into a temporary sibling folder, then one rename."""
+    """Write a bundle atomically: into a temporary sibling folder, then swapped in for any bundle already at ``path``.
+
+    ``monitoring`` (the training rows' score and field distributions, ``core.drift.build_reference``) becomes
+    monitoring.json.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        tmp.chmod(0o755)  # mkdtemp makes the folder private; a server running as another user must read it
         save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, tmp / "model.safetensors")
         _write_json(
             tmp / "model.json",
@@ -187,14 +188,55 @@ def write_bundle(
         (tmp / "config.yaml").write_text(config_yaml)
         _write_json(tmp / "metrics.json", metrics)
         _write_json(tmp / "versions.json", {p: _version(p) for p in _PACKAGES})
+        if monitoring is not None:
+            (tmp / MONITORING).write_text(monitoring.to_json())
         _write_json(tmp / MANIFEST, {"format": BUNDLE_FORMAT, "files": _checksums(tmp)})
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        _make_readable(tmp)
+        _swap_in(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # the half-written bundle, or the replaced one
     return path
+
+
+def _make_readable(folder: Path) -> None:
+    """0755 folders and 0644 files: mkdtemp makes the folder private, and a server may run as another user."""
+    folder.chmod(0o755)
+    for p in folder.rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+_RENAME_EXCHANGE, _AT_FDCWD = 2, -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two folders in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where the system cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    log.debug("renameat2 exchange unavailable (errno %d); replacing in two renames", ctypes.get_errno())
+    return False
+
+
+def _swap_in(new: Path, path: Path) -> None:
+    """Put the complete bundle ``new`` at ``path``; an existing bundle there ends up at ``new`` (for deletion).
+
+    Readers of ``path`` see the old bundle or the new one, never neither: one atomic exchange where the system offers
+    it, else the old one is renamed aside and put back if the new one cannot be renamed in (a window of one rename).
+    """
+    if not path.exists():
+        os.replace(new, path)
+    elif not _exchange(new, path):
+        aside = new.with_name(new.name + ".old")
+        os.replace(path, aside)
+        try:
+            os.replace(new, path)
+        except BaseException:
+            os.replace(aside, path)
+            raise
+        os.replace(aside, new)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -227,7 +269,19 @@ def load_bundle(path: str | Path) -> Bundle:
         background=(background["x_num"], background["x_cat"]),
         model_info=model_info,
         metrics=json.loads((path / "metrics.json").read_text()),
+        monitoring=_load_monitoring(path),
     )
+
+
+def _load_monitoring(path: Path) -> Reference | None:
+    """The monitoring reference, or None when the bundle predates it or holds one this version cannot read."""
+    if not (path / MONITORING).is_file():
+        return None
+    try:
+        return Reference.from_json((path / MONITORING).read_text())
+    except (ValueError, TypeError, KeyError) as err:
+        log.warning("%s: monitoring reference unreadable (%s); monitoring unavailable", path / MONITORING, err)
+        return None
 
 
 def verify_checksums(path: Path, expected: Mapping[str, str]) -> None:

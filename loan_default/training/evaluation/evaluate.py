@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import roc_auc_score
 
 from loan_default.core.bundle import load_bundle, write_bundle
+from loan_default.core.drift import build_reference
 from loan_default.training.config import resolved_yaml
 from loan_default.training.evaluation.baselines import fit_baselines
 from loan_default.training.evaluation.metrics import binary_metrics, mean_abs_shap, ranking_metrics
@@ -111,6 +112,8 @@ def evaluate_and_bundle(cfg: DictConfig, dm, model, output_dir: Path, started: f
             display_names=dm.preprocessor.display_names,
         )  # fmt: skip
 
+    # Monitoring reference: training rows' score and raw field distributions (bins and shares, no rows).
+    train_proba = 1.0 / (1.0 + np.exp(-(predict_logits(net, *dm.arrays["train"][:2]) + offset)))
     bundle_path = write_bundle(
         output_dir / "bundle",
         net=net,
@@ -123,6 +126,7 @@ def evaluate_and_bundle(cfg: DictConfig, dm, model, output_dir: Path, started: f
         background=background,
         config_yaml=resolved_yaml(cfg),
         metrics=metrics,
+        monitoring=build_reference(train_proba, dm.frame("train")),
     )  # fmt: skip
     _check_bundle(bundle_path, dm, proba["test"])
     metrics["bundle"] = str(bundle_path)
