@@ -14,28 +14,9 @@ import sys
 import time
 from collections.abc import Sequence
 
-from loan_default.freddie.errors import FreddieFileError
-from loan_default.freddie.labels import LabelConfig
+from loan_default.freddie.errors import FreddieFileError, FreddieFormatError
+from loan_default.prep.options import label_config, label_options
 from loan_default.prep.table import TableError, read_manifest
-
-
-def label_options(p: argparse.ArgumentParser) -> None:
-    """The label settings (conf/data/freddie.yaml `label`) as options; the defaults are LabelConfig's."""
-    default = LabelConfig()
-    p.add_argument("--horizon-months", default=str(default.horizon_months),
-                   help=f"default within this many months of the first payment; 'none' = whole history "
-                        f"(default {default.horizon_months})")  # fmt: skip
-    p.add_argument("--min-dpd-months", type=int, default=default.min_dpd_months,
-                   help=f"months delinquent that count as default (default {default.min_dpd_months})")  # fmt: skip
-    p.add_argument("--credit-event-codes", nargs="+", default=list(default.credit_event_codes),
-                   help=f"zero-balance codes that count as default (default {' '.join(default.credit_event_codes)})")  # fmt: skip
-    p.add_argument("--keep-censored", action="store_true", help="keep censored loans, labelled 0")
-    p.add_argument("--on-bad-row", choices=["raise", "skip"], default="raise", help="malformed rows (default raise)")
-
-
-def label_config(args: argparse.Namespace) -> LabelConfig:
-    horizon = None if str(args.horizon_months).lower() in ("none", "null") else int(args.horizon_months)
-    return LabelConfig(horizon, args.min_dpd_months, tuple(args.credit_event_codes), args.keep_censored)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -62,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from loan_default.prep.local import prepare_local
 
             out = prepare_local(args.folder, args.out, label, args.on_bad_row, args.overwrite)
-    except (FreddieFileError, TableError, ValueError, FileNotFoundError) as error:
+    except (FreddieFileError, FreddieFormatError, TableError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     manifest = read_manifest(str(out))
