@@ -69,7 +69,7 @@ class Field:
         return text
 
     @cached_property
-    def _code_width(self) -> int:
+    def code_width(self) -> int:
         """Width of a closed set of digit codes ("01".."96": 2), so "1" reads as "01"; 0 for other code sets."""
         widths = {len(c) for c in self.codes or ()}
         digits = self.codes is not None and all(c.isdigit() for c in self.codes)
@@ -81,8 +81,8 @@ class Field:
         code = text.strip().upper()
         if not code:
             return self.blank_means
-        if self._code_width and code.isdigit():
-            code = code.zfill(self._code_width)
+        if self.code_width and code.isdigit():
+            code = code.zfill(self.code_width)
         return code
 
     def number(self, value: Any) -> float | None:
