@@ -32,7 +32,8 @@ def parts() -> dict:
     n_numeric = len(preprocessor.numeric_names)
     net = LoanNet(n_numeric, preprocessor.cat_cardinalities, hidden_sizes=(8,))
     kwargs = {"n_numeric": n_numeric, "cat_cardinalities": list(preprocessor.cat_cardinalities),
-              "embedding_dims": list(net.embedding_dims), "hidden_sizes": [8], "dropout": 0.1, "batch_norm": True}  # fmt: skip
+              "embedding_dims": list(net.embedding_dims), "hidden_sizes": [8], "dropout": 0.1,
+              "batch_norm": True}  # fmt: skip
     scores = np.random.default_rng(0).random(len(loans))
     return {
         "loans": loans,

@@ -651,7 +651,8 @@ def test_options_on_the_command_line_and_in_the_manifest(tmp_path: Path, capsys)
     assert manifest["hazard"] == "linear" and manifest["blank_fields"] == ["credit_score", "dti"]
     assert manifest["blank_share"] == 0.2 and manifest["shift"] == {"credit_score": -30.0}
     stamp = (tmp_path / "sample_orig_2007.txt").stat().st_mtime_ns
-    ensure_synthetic(tmp_path, loans=300, seed=0, vintages="2007", hazard="linear", blank_fields=["credit_score", "dti"],
+    ensure_synthetic(tmp_path, loans=300, seed=0, vintages="2007", hazard="linear",
+                     blank_fields=["credit_score", "dti"],
                      blank_share=0.2, shift={"credit_score": -30})  # fmt: skip
     assert (tmp_path / "sample_orig_2007.txt").stat().st_mtime_ns == stamp, "same options: files reused"
     assert ensure_synthetic(tmp_path, loans=300, seed=0, vintages="2007")["hazard"] == "nonlinear"

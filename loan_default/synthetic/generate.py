@@ -100,7 +100,7 @@ def parse_blank(fields: Iterable[str] | str | None) -> list[str]:
 
 
 def parse_shift(shift: dict | str | None) -> dict[str, float]:
-    """``{"credit_score": -60, "orig_rate": 1.5}`` from a mapping or a string like ``credit_score=-60,orig_rate=+1.5``."""
+    """``{"credit_score": -60.0}`` from a mapping or a string like ``credit_score=-60,orig_rate=+1.5``."""
     if shift is None:
         return {}
     if isinstance(shift, str):
