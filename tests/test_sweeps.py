@@ -551,6 +551,35 @@ def test_every_trial_failing_is_an_error_and_writes_no_results(tmp_path):
     assert not (tmp_path / "optimization_results.yaml").exists()
 
 
+class TwoObjectiveLauncher(FakeLauncher):
+    """Jobs return (x, y): maximise x, minimise y."""
+
+    def launch(self, job_overrides, initial_job_idx: int) -> list[JobReturn]:
+        returns = []
+        for num, overrides in enumerate(job_overrides, start=initial_job_idx):
+            params = dict(o.split("=", 1) for o in overrides)
+            values = [float(params["x"]), float(params["y"])]
+            returns.append(JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED, _return_value=values))
+            write_status(self.sweep_dir / str(num), {"num": num, "status": OK, "objective": values})
+        return returns
+
+
+def test_two_objectives_give_the_pareto_front(tmp_path):
+    sweeper = OptunaStudySweeper(
+        sampler={"_target_": "optuna.samplers.RandomSampler", "seed": 1}, direction=["maximize", "minimize"],
+        storage=None, study_name="s", n_trials=8, n_jobs=1,
+        params={"x": "interval(0.0, 1.0)", "y": "interval(0.0, 1.0)"},
+    )  # fmt: skip
+    sweeper.launcher, sweeper.sweep_dir = TwoObjectiveLauncher(tmp_path), tmp_path
+    sweeper.sweep([])  # storage=None: an in-memory study
+    results = OmegaConf.to_container(OmegaConf.load(tmp_path / "optimization_results.yaml"))
+    points = [tuple(read_status(tmp_path / str(n))["objective"]) for n in range(8)]
+    # Independent reference: the points no other point beats on both objectives.
+    front = {p for p in points if not any(q != p and q[0] >= p[0] and q[1] <= p[1] for q in points)}
+    assert {tuple(s["values"]) for s in results["solutions"]} == front
+    assert all(s["values"] == [s["params"]["x"], s["params"]["y"]] for s in results["solutions"])
+
+
 def test_search_space_syntax():
     space, fixed = search_space([
         "a=choice([64,32], [128,64])", "b=choice(auto, 1.0)", "c=tag(log, interval(0.001, 0.1))",
