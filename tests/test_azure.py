@@ -4,6 +4,8 @@ with Azure's MLflow variables."""
 
 from __future__ import annotations
 
+import argparse
+import ast
 import configparser
 import csv
 import io
@@ -312,6 +314,78 @@ def test_set_below_a_reference_string_is_one_clear_line(capsys) -> None:
     code, out, err = run_cli("submit", "--file", str(ROOT / "azure_job.yml"), "--dry-run", "--set",
                              "compute.name=x", capsys=capsys)  # fmt: skip
     assert code == 2 and "compute.name" in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Data preparation on Spark and the pipeline (prep -> train)
+# ---------------------------------------------------------------------------------------------------------------------
+def spark_args(spec: dict) -> argparse.Namespace:
+    """The Spark job's args as prep_spark.py's own parser reads them (placeholders filled like the job would)."""
+    from loan_default.prep.options import spark_parser
+
+    values = {f"outputs.{k}": f"abfss://out/{k}" for k in spec["outputs"]}
+    values |= {f"inputs.{k}": f"abfss://in/{k}" if isinstance(v, dict) else str(v) for k, v in spec["inputs"].items()}
+    return spark_parser().parse_args(shlex.split(aml_command.fill(spec["args"], values)))
+
+
+def test_spark_job_runs_the_prep_entry_with_its_inputs_and_outputs() -> None:
+    spec = spec_of("azure_prep_spark.yml")
+    job = load_job(ROOT / "azure_prep_spark.yml")
+    assert job.type == "spark" and job.entry.entry == "prep_spark.py"
+    assert job.inputs["raw"].mode == "direct" and job.outputs["table"].type == "uri_folder"
+    # The entry file is the package's Spark job: prep_spark.py imports and runs loan_default.prep.spark.main.
+    tree = ast.parse((ROOT / job.entry.entry).read_text())
+    imports = {(n.module, a.name) for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+    assert ("loan_default.prep.spark", "main") in imports
+    args = spark_args(spec)
+    assert (args.folder, args.out, args.overwrite) == ("abfss://in/raw", "abfss://out/table", True)
+    assert args.horizon_months == str(spec["inputs"]["horizon_months"]) and args.on_bad_row == "raise"
+    assert aml.check(spec, ROOT) == []
+
+
+def test_pipeline_feeds_the_prepared_table_to_training() -> None:
+    spec = spec_of("azure_pipeline.yml")
+    job = load_job(ROOT / "azure_pipeline.yml")
+    assert job.type == "pipeline" and set(job.jobs) == {"prep", "train"}
+    prep, train = spec["jobs"]["prep"], spec["jobs"]["train"]
+    assert prep["type"] == "spark" and prep["entry"] == spec_of("azure_prep_spark.yml")["entry"]
+    assert train["inputs"]["table"]["path"] == "${{parent.jobs.prep.outputs.table}}"
+    assert spark_args({**prep, "inputs": {"raw": {}, "horizon_months": 24}}).out == "abfss://out/table"
+    inputs = {**train["inputs"], "model": "ann_small", "max_epochs": 3}
+    cfg = compose_train(train_overrides(train["command"], inputs, train["outputs"]))
+    assert cfg.data.source == "parquet" and cfg.data.path == "/mnt/in/table" and cfg.data.label is None
+    assert cfg.hydra.run.dir == "/mnt/out/run"
+    assert aml.check(spec, ROOT) == []
+
+
+@pytest.mark.parametrize("name", ["azure_prep_spark.yml", "azure_pipeline.yml"])
+def test_spark_and_pipeline_dry_runs(name: str, capsys) -> None:
+    code, out, err = run_cli("submit", "--file", str(ROOT / name), "--dry-run", capsys=capsys)
+    assert code == 0, err
+    assert yaml.safe_load(out)["type"] == spec_of(name)["type"]
+
+
+@pytest.mark.parametrize(
+    "name, override, message",
+    [
+        (
+            "azure_prep_spark.yml",
+            "args=${{inputs.raw}} --out ${{outputs.table}} --horizon-days ${{inputs.horizon_months}}"
+            " --on-bad-row ${{inputs.on_bad_row}}",
+            "unrecognized arguments: --horizon-days",
+        ),
+        ("azure_prep_spark.yml", "entry.file=prep_sparks.py", "prep_sparks.py"),
+        ("azure_prep_spark.yml", "inputs.raw.mode=drect", "inputs.raw.mode"),
+        ("azure_pipeline.yml", "jobs.train.inputs.table.path=${{parent.jobs.prep.outputs.tabel}}", "'tabel'"),
+        ("azure_pipeline.yml", "jobs.prep.inputs.raw=${{parent.inputs.rw}}", "parent.inputs.rw"),
+        ("azure_pipeline.yml", "jobs.train.inputs.model=${{parent.inputs.horizon_months}}", "jobs.train: Hydra"),
+        ("azure_pipeline.yml", "jobs.prep.args=${{inputs.raw}} --out ${{outputs.table}}", "'horizon_months'"),
+    ],
+)
+def test_spark_and_pipeline_typos_fail_offline(name: str, override: str, message: str, capsys) -> None:
+    code, out, err = run_cli("submit", "--file", str(ROOT / name), "--dry-run", "--set", override, capsys=capsys)
+    assert code == 2 and out == ""
+    assert message in err and "Traceback" not in err
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -167,8 +167,8 @@ def sync_distribution(spec: Mapping[str, Any]) -> tuple[list[dict[str, Any]], li
 # Offline checks
 # ---------------------------------------------------------------------------------------------------------------------
 def check_bindings(spec: Mapping[str, Any]) -> list[str]:
-    """Every `${{inputs.x}}` / `${{outputs.y}}` in the command declared; every declared input used."""
-    command = spec.get("command") or ""
+    """Every `${{inputs.x}}` / `${{outputs.y}}` in the command (a Spark job's args) declared; every input used."""
+    command = spec.get("command") or spec.get("args") or ""
     declared = {kind: set(spec.get(kind) or {}) for kind in ("inputs", "outputs")}
     used: set[str] = set()
     problems = []
@@ -270,6 +270,10 @@ def check_distribution(spec: Mapping[str, Any], cfg) -> list[str]:
 
 def check(spec: Mapping[str, Any], base_dir: Path) -> list[str]:
     """Every offline check beyond the schema; an empty list means the job is fit to submit."""
+    if spec.get("type") in ("spark", "pipeline"):
+        from loan_default.azure import graph
+
+        return graph.check_spark(spec, base_dir) if spec["type"] == "spark" else graph.check_pipeline(spec, base_dir)
     problems = check_bindings(spec)
     if problems:
         return problems
@@ -460,7 +464,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m loan_default.azure", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="action", required=True)
     s = sub.add_parser("submit", help="check the job offline, then submit it (or print it with --dry-run)")
-    s.add_argument("--file", default=DEFAULT_FILE, help=f"job file (default {DEFAULT_FILE}; DDP: azure_job_ddp.yml)")
+    s.add_argument("--file", default=DEFAULT_FILE,
+                   help=f"job file (default {DEFAULT_FILE}; DDP: azure_job_ddp.yml; data preparation on Spark: "
+                        "azure_prep_spark.yml; preparation then training: azure_pipeline.yml)")  # fmt: skip
     s.add_argument("--dry-run", action="store_true", help="check and print the resolved job; no credentials needed")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a job field, e.g. compute=azureml:gpu-cluster, inputs.max_epochs=3 (repeatable)")  # fmt: skip

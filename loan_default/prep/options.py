@@ -24,3 +24,15 @@ def label_options(p: argparse.ArgumentParser) -> None:
 def label_config(args: argparse.Namespace) -> LabelConfig:
     horizon = None if str(args.horizon_months).lower() in ("none", "null") else int(args.horizon_months)
     return LabelConfig(horizon, args.min_dpd_months, tuple(args.credit_event_codes), args.keep_censored)
+
+
+def spark_parser() -> argparse.ArgumentParser:
+    """The Spark entry point's command line (prep_spark.py): importable without pyspark, so a job file's `args` can
+    be checked offline (python -m loan_default.azure submit --dry-run)."""
+    p = argparse.ArgumentParser(prog="prep_spark.py", description="Prepare the Parquet loan table on Spark.")
+    p.add_argument("folder", help="folder (or URI) of plain Freddie Mac file pairs")
+    p.add_argument("--out", required=True, help="table folder (or URI) to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing table once the new one is complete")
+    p.add_argument("--master", default=None, help="Spark master, e.g. local[2] (default: the cluster's)")
+    label_options(p)
+    return p

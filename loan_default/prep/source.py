@@ -29,5 +29,7 @@ def load_prepared_table(
             f"{path} was labelled with other settings: {detail}. Leave data.label unset to use the table's, "
             "or prepare the table again with these settings (python -m loan_default.prep)"
         )
-    log.info("Loan table %s: %s loans, %s engine, label %s", path, f"{len(table):,}", manifest["engine"], asdict(recorded))
+    log.info(
+        "Loan table %s: %s loans, %s engine, label %s", path, f"{len(table):,}", manifest["engine"], asdict(recorded)
+    )
     return table, {**manifest["report"], "table": os.fspath(path), "label": asdict(recorded)}

@@ -11,7 +11,6 @@ reader never sees half a table. Rows: by source vintage, then loan id (see loan_
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -30,7 +29,7 @@ from loan_default.freddie.files import ORIGINATION, PERFORMANCE, classify
 from loan_default.freddie.labels import ORPHAN_LOANS, ORPHAN_ROWS, LabelConfig, LabelReport
 from loan_default.freddie.loans import TRUTH_FILE
 from loan_default.prep import spark_rules as rules
-from loan_default.prep.options import label_config, label_options
+from loan_default.prep.options import label_config, spark_parser
 from loan_default.prep.table import MANIFEST, PARTITION_KEY, SORT_KEY, Partition, TableError, manifest_dict
 
 _STRING = "string[pyarrow]"
@@ -361,18 +360,8 @@ def _uri(path: str) -> str:
 # ---------------------------------------------------------------------------------------------------------------------
 # Entry point (prep_spark.py, spark-submit)
 # ---------------------------------------------------------------------------------------------------------------------
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="prep_spark.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("folder", help="folder (or URI) of plain Freddie Mac file pairs")
-    p.add_argument("--out", required=True, help="table folder (or URI) to write")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing table once the new one is complete")
-    p.add_argument("--master", default=None, help="Spark master, e.g. local[2] (default: the cluster's)")
-    label_options(p)
-    return p
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = spark_parser().parse_args(argv)
     started = time.perf_counter()
     try:
         out = prepare_spark(args.folder, args.out, label_config(args), args.on_bad_row, args.overwrite, args.master)

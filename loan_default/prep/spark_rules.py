@@ -59,7 +59,7 @@ def convert(raw: Column, f: schema.Field, required: bool = False, trim: bool = T
     if f.kind is schema.Kind.CODE:  # reader._code
         code = F.upper(s)
         code = F.when(code == "", F.lit(f.blank_means)).otherwise(code) if f.blank_means is not None else code
-        width = _digit_code_width(f)
+        width = f.code_width  # a "1" in the file reads as zero-balance code "01"
         if width:
             code = F.when(code.rlike(r"^[0-9]+$"), F.lpad(code, width, "0")).otherwise(code)
         missing = code.isNull() | (code == "") | (code.isin(*sorted(f.missing)) if f.missing else F.lit(False))
@@ -68,13 +68,6 @@ def convert(raw: Column, f: schema.Field, required: bool = False, trim: bool = T
         return F.when(~missing & good, code), ~missing & ~good, reader.UNKNOWN_CODE
     value = F.when(s != "", s)  # reader._text
     return value, (s == "") if required else F.lit(False), reader.BLANK_KEY
-
-
-def _digit_code_width(f: schema.Field) -> int:
-    """Width of a closed set of digit codes ("01".."96": 2): a "1" in the file reads as "01"."""
-    widths = {len(c) for c in f.codes or ()}
-    digits = f.codes is not None and all(c.isdigit() for c in f.codes)
-    return widths.pop() if digits and len(widths) == 1 else 0
 
 
 def _try_double(s: Column) -> Column:
