@@ -113,6 +113,23 @@ def build_demo_bundle(
     )
 
 
+def reference_scores(bundle, loans: pd.DataFrame | list[dict[str, Any]]) -> pd.DataFrame:
+    """Probability, decision, risk band and outlier score computed straight from the bundle's parts (not through
+    `Scorer`): the in-process reference the API and training tests compare the served answers with."""
+    frame = loans if isinstance(loans, pd.DataFrame) else pd.DataFrame(list(loans))
+    p = bundle.predict_proba(frame)
+    raw = bundle.preprocessor.outlier_matrix(frame)
+    return pd.DataFrame(
+        {
+            "default_probability": p,
+            "decision": np.where(p >= bundle.threshold, "default", "no_default"),
+            "risk_band": bundle.risk_bands(p),
+            "outlier_score": bundle.outlier.score(raw),
+            "is_outlier": bundle.outlier.is_outlier(raw),
+        }
+    )
+
+
 def _fit(net: LoanNet, x_num: np.ndarray, x_cat: np.ndarray, y: np.ndarray, steps: int, pos_weight: float) -> None:
     """Full-batch Adam on BCE with the positives weighted up: enough to learn the main risk drivers."""
     xn, xc, target = torch.from_numpy(x_num), torch.from_numpy(x_cat), torch.from_numpy(y.astype(np.float32))
