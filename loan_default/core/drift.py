@@ -26,7 +26,7 @@ from loan_default.freddie.schema import ORIGINATION_FIELDS, Kind
 
 PSI_FLOOR = 1e-4
 GREEN_BELOW, RED_ABOVE = 0.1, 0.25  # the usual bands: < 0.1 stable, 0.1-0.25 watch, > 0.25 shifted
-MIN_CATEGORY_SHARE = 0.01  # categories rarer than this in training share one "other" bin (PSI of sparse bins is noise)
+MIN_CATEGORY_SHARE = 0.01  # rarer training categories share one "other" bin: sparse bins are noise (decision 0007)
 MAX_LISTED = 20  # new categories named in a comparison, at most
 # Every field the model reads directly (dates only serve to derive features and always move on).
 MONITORED_FIELDS: tuple[str, ...] = (*ft.NUMERIC_FIELDS, *ft.ONE_HOT_FIELDS, *ft.CATEGORICAL_FIELDS)
