@@ -106,3 +106,14 @@ def test_cannot_run_exits_2_with_the_reason(bundle_path, folders, tmp_path, caps
     status, last, _ = run(capsys, folders["fresh"], "--bundle", old, "--out", tmp_path / "r")
     assert status == 2 and "no monitoring reference" in last["error"]
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+def test_scoring_in_chunks_gives_the_same_scores(folders, bundle_path) -> None:
+    from loan_default.core.loading import open_scorer
+
+    scorer = open_scorer(bundle_path)
+    frame, whole, counts = monitor_cli.read_and_score(scorer, folders["fresh"])
+    _, parts, counts_in_parts = monitor_cli.read_and_score(scorer, folders["fresh"], chunk_rows=333)
+    pd.testing.assert_frame_equal(whole, parts, check_exact=False, atol=1e-7)
+    assert counts == counts_in_parts and len(frame) == LOANS
+    assert set(frame.columns) == {"loan_id", *scorer.bundle.monitoring.fields} & set(frame.columns)

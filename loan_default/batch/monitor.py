@@ -27,7 +27,7 @@ import pandas as pd
 from jinja2 import Environment
 from sklearn.metrics import roc_auc_score
 
-from loan_default.batch.score import _records, origination_sources, validate
+from loan_default.batch.score import DEFAULT_CHUNK_ROWS, _records, origination_sources, validate
 from loan_default.common.atomic import atomic_write_text
 from loan_default.common.progress import progress
 from loan_default.core.bundle import BundleError
@@ -48,13 +48,17 @@ class MonitorError(RuntimeError):
     """The monitor cannot run: no reference in the bundle, nothing readable, a bad scores file."""
 
 
-def read_and_score(scorer: Scorer, path: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+def read_and_score(
+    scorer: Scorer, path: Path, chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """(loans as read, scores of the valid ones by loan id, counts) for every origination file at ``path``.
 
     Rows the reader cannot parse are skipped and counted; rows the request model refuses are kept for the field
     statistics (a DTI of 70 is drift worth seeing) but not scored, as `python -m loan_default.score` rejects them.
     """
     frames, scored = [], []
+    reference = scorer.bundle.monitoring
+    keep = {"loan_id", *(reference.fields if reference is not None else ())}
     counts: dict[str, Any] = {"files": [], "loans_read": 0, "scored": 0, "rejected": 0, "rows_skipped": 0}
     for source in progress(origination_sources(path), desc="files", unit="file"):
         skipped = SkipLog()
@@ -62,15 +66,16 @@ def read_and_score(scorer: Scorer, path: Path) -> tuple[pd.DataFrame, pd.DataFra
             frame = reader.read_origination(source, on_bad_row="skip", skipped=skipped)
         except (FreddieFormatError, FreddieFileError, OSError) as err:
             raise MonitorError(f"{source.name}: not read: {err}") from err
-        loans, reasons = validate(_records(frame))
-        records = scorer.predict(loans)
-        scored.append(pd.DataFrame({"loan_id": [r["loan_id"] for r in records],
-                                    SCORE_COLUMN: [r[SCORE_COLUMN] for r in records]}))  # fmt: skip
-        frames.append(frame)
+        for start in range(0, len(frame), chunk_rows):  # bounded memory, as batch scoring
+            loans, reasons = validate(_records(frame.iloc[start : start + chunk_rows]))
+            records = scorer.predict(loans)
+            scored.append(pd.DataFrame({"loan_id": [r["loan_id"] for r in records],
+                                        SCORE_COLUMN: [r[SCORE_COLUMN] for r in records]}))  # fmt: skip
+            counts["scored"] += len(records)
+            counts["rejected"] += len(reasons)
+        frames.append(frame[[c for c in frame.columns if c in keep]])  # only what the reference compares
         counts["files"].append(source.name)
         counts["loans_read"] += len(frame)
-        counts["scored"] += len(records)
-        counts["rejected"] += len(reasons)
         counts["rows_skipped"] += sum(skipped.counts.values())
     return pd.concat(frames, ignore_index=True), pd.concat(scored, ignore_index=True), counts
 
