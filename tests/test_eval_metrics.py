@@ -9,7 +9,7 @@ import pytest
 from scipy.stats import ks_2samp
 from sklearn import metrics as skm
 
-from loan_default.training.evaluation.metrics import binary_metrics, mean_abs_shap, ranking_metrics, split_summary
+from loan_default.training.evaluation.metrics import binary_metrics, mean_abs_shap, ranking_metrics
 
 
 def sample(seed: int, n: int, decimals: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -75,8 +75,7 @@ def test_rejects_non_probabilities():
         binary_metrics([0, 1], [-0.5, 2.0], 0.5)
 
 
-def test_split_summary_and_shap_ranking():
-    assert split_summary(np.array([0, 1, 0, 0])) == {"rows": 4, "default_rate": 0.25}
+def test_shap_ranking():
     values = np.array([[1.0, -3.0, 0.0], [-1.0, 1.0, 0.5]])
     top = mean_abs_shap(values, ["a", "b", "c"], top_k=2, display_names={"b": "Credit score"})
     assert top == [{"feature": "Credit score", "mean_abs_shap": 2.0}, {"feature": "a", "mean_abs_shap": 1.0}]

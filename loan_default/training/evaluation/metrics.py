@@ -1,4 +1,4 @@
-"""Binary-classification metrics as plain Python numbers, computed from one sort of the scores."""
+"""Binary-classification metrics as plain Python numbers, from sklearn and scipy."""
 
 from __future__ import annotations
 
@@ -6,27 +6,23 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
+from sklearn import metrics as skm
 
-from loan_default.training.evaluation.threshold import check_binary_inputs, confusion_curve
+from loan_default.training.evaluation.threshold import check_binary_inputs
 
 
 def ranking_metrics(y_true: ArrayLike, p: ArrayLike) -> dict[str, float | None]:
     """ROC-AUC, average precision and KS of any scores; None when one class is absent (they are undefined)."""
     y, s = check_binary_inputs(y_true, p)
     positives = int(y.sum())
-    negatives = y.size - positives
-    if positives == 0 or negatives == 0:
+    if positives == 0 or positives == y.size:
         return {"auroc": None, "pr_auc": None, "ks": None}
-    _, tp, fp = confusion_curve(y, s)
-    tpr = np.r_[0.0, tp / positives]
-    fpr = np.r_[0.0, fp / negatives]
-    precision = tp / (tp + fp)
+    fpr, tpr, _ = skm.roc_curve(y, s)
     return {
-        # Trapezoids between distinct thresholds give tied scores half credit, as Mann-Whitney does.
-        "auroc": float(np.trapezoid(tpr, fpr)),
-        # Step-wise (not interpolated) area, as sklearn's average_precision_score.
-        "pr_auc": float(np.sum(np.diff(tpr) * precision)),
-        # TPR and FPR are the classes' survival functions, so their largest gap is the two-sample KS statistic.
+        "auroc": float(skm.roc_auc_score(y, s)),
+        "pr_auc": float(skm.average_precision_score(y, s)),
+        # TPR and FPR are the classes' survival functions, so their largest gap is the two-sample KS statistic
+        # (roc_curve's dropped points lie on straight segments, never at the maximum).
         "ks": float(np.max(np.abs(tpr - fpr))),
     }
 
@@ -41,27 +37,18 @@ def binary_metrics(y_true: ArrayLike, p: ArrayLike, threshold: float) -> dict:
     y, s = check_binary_inputs(y_true, p)
     if s.min() < 0.0 or s.max() > 1.0:
         raise ValueError("p must be probabilities in [0, 1]")
-    flagged = s >= threshold
-    tp = int(np.sum(flagged & (y == 1)))
-    fp = int(np.sum(flagged & (y == 0)))
-    fn = int(np.sum(~flagged & (y == 1)))
-    tn = int(y.size - tp - fp - fn)
+    flagged = (s >= threshold).astype(np.int8)
+    (tn, fp), (fn, tp) = skm.confusion_matrix(y, flagged, labels=[0, 1]).tolist()
     positives = tp + fn
-    recall = tp / positives if positives else None
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-    # Clip like sklearn so a confident wrong 0/1 costs a large finite loss, not infinity.
-    eps = np.finfo(np.float64).eps
-    sc = np.clip(s, eps, 1.0 - eps)
-    log_loss = -np.mean(np.where(y == 1, np.log(sc), np.log1p(-sc)))
     return {
         **ranking_metrics(y, s),
-        "brier": float(np.mean((s - y) ** 2)),
-        "log_loss": float(log_loss),
+        "brier": float(skm.brier_score_loss(y, s, pos_label=1)),
+        # sklearn clips at the float eps, so a confident wrong 0/1 costs a large finite loss, not infinity.
+        "log_loss": float(skm.log_loss(y, s, labels=[0, 1])),
         "threshold": float(threshold),
-        "recall": None if recall is None else float(recall),
-        "precision": float(precision),
-        "f1": float(f1),
+        "recall": float(skm.recall_score(y, flagged, zero_division=0)) if positives else None,
+        "precision": float(skm.precision_score(y, flagged, zero_division=0)),
+        "f1": float(skm.f1_score(y, flagged, zero_division=0)),
         "tp": tp,
         "fp": fp,
         "tn": tn,
@@ -72,12 +59,6 @@ def binary_metrics(y_true: ArrayLike, p: ArrayLike, threshold: float) -> dict:
         "positives": positives,
         "default_rate": float(positives / y.size),
     }
-
-
-def split_summary(y_true: ArrayLike) -> dict[str, int | float]:
-    """``{"rows", "default_rate"}`` for one split, the layout of the report's ``splits`` entry."""
-    y = np.asarray(y_true).ravel()
-    return {"rows": int(y.size), "default_rate": float(y.mean()) if y.size else 0.0}
 
 
 def mean_abs_shap(

@@ -5,10 +5,15 @@ The caller applies the chosen threshold unchanged to test data; a loan is flagge
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
+from sklearn.exceptions import UndefinedMetricWarning
+from sklearn.metrics import roc_curve
+
+from loan_default.training.evaluation.uncertainty import wilson_lower
 
 
 @dataclass(frozen=True)
@@ -45,19 +50,20 @@ def check_binary_inputs(y_true: ArrayLike, p: ArrayLike) -> tuple[np.ndarray, np
 
 
 def confusion_curve(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Counts at every distinct score used as threshold, from the highest down.
+    """Counts at every distinct score used as threshold, from the highest down (sklearn's ROC curve as counts).
 
-    Returns ``(thresholds, tp, fp)`` where ``tp[i]``/``fp[i]`` count rows with ``s >= thresholds[i]``.
-    One stable sort; tied scores fall on the same side of every threshold, so ties are exact.
+    Returns ``(thresholds, tp, fp)`` where ``tp[i]``/``fp[i]`` count rows with ``s >= thresholds[i]``; tied scores
+    fall on the same side of every threshold. Needs both classes.
     """
-    order = np.argsort(-s, kind="stable")
-    s_sorted = s[order]
-    y_sorted = y[order].astype(np.int64)
-    # The last row of each run of equal scores closes that threshold's group.
-    last_of_group = np.r_[np.flatnonzero(np.diff(s_sorted) != 0), s_sorted.size - 1]
-    tp = np.cumsum(y_sorted)[last_of_group]
-    fp = (last_of_group + 1) - tp
-    return s_sorted[last_of_group], tp, fp
+    positives = int(y.sum())
+    with warnings.catch_warnings():  # one class absent: its rate is NaN, and its counts are 0
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        fpr, tpr, thresholds = roc_curve(y, s, drop_intermediate=False)
+    fpr, tpr = np.nan_to_num(fpr), np.nan_to_num(tpr)
+    # roc_curve starts at an extra +inf "flag nothing" point; rates times class sizes are whole counts.
+    tp = np.rint(tpr[1:] * positives).astype(np.int64)
+    fp = np.rint(fpr[1:] * (y.size - positives)).astype(np.int64)
+    return thresholds[1:].astype(np.float64), tp, fp
 
 
 def choose_threshold(
@@ -66,10 +72,14 @@ def choose_threshold(
     *,
     recall_target: float | None = 0.90,
     cost_fn_fp: float | None = None,
+    confidence: float | None = None,
 ) -> ThresholdChoice:
     """Pick a threshold on these labels; ``cost_fn_fp`` (when given) takes precedence over ``recall_target``.
 
     Recall mode: the highest threshold whose recall is ``>= recall_target`` (best precision meeting the target).
+    With ``confidence`` (e.g. 0.9), the highest threshold whose one-sided Wilson lower bound on recall at that
+    confidence meets the target, for users who must not miss defaults; when no threshold can prove it (too few
+    defaults), the one with the largest lower bound, and the method says "not met".
     Cost mode: the threshold minimising ``cost_fn_fp * FN + FP`` over all distinct scores and "flag nothing";
     among equal costs the highest threshold wins.
     """
@@ -95,8 +105,17 @@ def choose_threshold(
         if recall_target is None or not (0.0 < recall_target <= 1.0):
             raise ValueError(f"recall_target must be in (0, 1] when cost_fn_fp is not given, got {recall_target}")
         # Recall rises as the threshold falls; the first index meeting the target is the highest threshold.
-        i = int(np.argmax(tp / positives >= recall_target))
-        method, expected_cost = f"recall_target={recall_target:g}", None
+        if confidence is None:
+            i = int(np.argmax(tp / positives >= recall_target))
+            method = f"recall_target={recall_target:g}"
+        else:
+            if not (0.5 <= confidence < 1.0):
+                raise ValueError(f"threshold confidence must be in [0.5, 1), got {confidence}")
+            lower = wilson_lower(tp, positives, confidence)
+            met = lower >= recall_target
+            i = int(np.argmax(met)) if met.any() else int(np.argmax(lower))
+            method = f"recall_target={recall_target:g} confidence={confidence:g}" + ("" if met.any() else " not met")
+        expected_cost = None
 
     flagged = tp[i] + fp[i]
     return ThresholdChoice(
