@@ -23,7 +23,7 @@ def two_models(n: int, seed: int, decimals: int | None = None):
     x = rng.normal(size=n)
     y = (rng.random(n) < 1 / (1 + np.exp(-(x - 2.0)))).astype(int)
     a = x + rng.normal(scale=0.8, size=n)
-    b = x + rng.normal(scale=1.2, size=n)
+    b = x + rng.normal(scale=2.0, size=n)
     if decimals is not None:
         a, b = np.round(a, decimals), np.round(b, decimals)
     return y, a, b
