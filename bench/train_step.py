@@ -2,7 +2,8 @@
 
 Both sides train the same `LoanNet` (same size, same seed) on the same in-memory tensors, with the same batch
 sampler and the same batch fetch (``TensorBatchDataset.__getitems__``), so the ratio isolates what Lightning and the
-module add: the Trainer loop, hooks, loss logging, torchmetrics updates and the LR scheduler. The plain loop does only
+module add: the Trainer loop, hooks, loss logging, torchmetrics updates and the LR scheduler. The module and the
+network are built from conf/model/<--model>.yaml as train.py builds them (training metrics from every 4th batch). The plain loop does only
 forward, loss, backward and an AdamW step. Runs alternate (plain, Lightning, plain, ...) so background load hits both
 alike; figures are medians. Wall time and process CPU time are both recorded: on a machine shared with other jobs the
 CPU-time ratio is the steadier one. Torch runs single-threaded by default here (``--threads``), because two intra-op
@@ -25,9 +26,11 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import lightning as L
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler
 
@@ -44,10 +47,22 @@ try:
 except ImportError:
     TensorBatchDataset = None
 
+CONF = Path(__file__).resolve().parents[1] / "conf"
 Timing = tuple[float, float]  # (wall seconds, process CPU seconds)
 CARDINALITIES = [5, 12, 30, 3, 50, 8]
 POSITIVE_RATE = 0.05
 BATCH_POS_FRACTION = 0.25
+
+
+def model_settings(name: str) -> dict:
+    """The LoanDefaultModule arguments of conf/model/<name>.yaml (its defaults list followed)."""
+    conf = OmegaConf.load(CONF / "model" / f"{name}.yaml")
+    base = {}
+    for parent in conf.get("defaults", []):
+        if parent != "_self_":
+            base = model_settings(parent)
+    settings = base | {k: v for k, v in OmegaConf.to_container(conf).items() if k not in ("defaults", "_target_")}
+    return {k: v for k, v in settings.items() if v != "auto"}
 
 
 def clock() -> Timing:
@@ -94,7 +109,7 @@ def get_batch(dataset, indices: list[int]) -> tuple[torch.Tensor, ...]:
 def plain_epoch(dataset, sampler: Iterable[list[int]], hp: dict, pos_weight: float, seed: int) -> tuple[Timing, int]:
     """Wall and CPU seconds and samples for one epoch of the minimal loop: forward, BCE, backward, AdamW step."""
     torch.manual_seed(seed)
-    net = LoanNet(hp["n_numeric"], hp["cat_cardinalities"], hidden_sizes=hp["hidden_sizes"]).train()
+    net = LoanNet(**LoanDefaultModule(**hp).net.config()).train()  # the very network the module trains
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight))
     optimizer = torch.optim.AdamW(net.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
     samples = 0
@@ -153,6 +168,7 @@ def main() -> None:
         "--threads", type=int, default=1, help="torch intra-op threads for both sides (0: torch's default)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default="ann_small", help="conf/model/<name>.yaml")
     parser.add_argument("--quick", action="store_true", help="30k rows, 3 repeats")
     args = parser.parse_args()
     if args.quick:
@@ -165,13 +181,9 @@ def main() -> None:
     tensors = make_data(args.rows, args.numeric, args.seed)
     dataset, collate = fetch(tensors)
     pos_weight = 1.0  # the balanced sampler already evens out the classes
-    hp = dict(
-        n_numeric=args.numeric,
-        cat_cardinalities=CARDINALITIES,
-        hidden_sizes=[128, 64],
-        lr=1e-3,
-        weight_decay=1e-4,
-        pos_weight=pos_weight,
+    # The module exactly as train.py builds it from conf/model/<--model>.yaml (sizes of this synthetic data).
+    hp = model_settings(args.model) | dict(
+        n_numeric=args.numeric, cat_cardinalities=CARDINALITIES, pos_weight=pos_weight, val_smoothing=0.0
     )
     sampler_name = "BalancedBatchSampler" if BalancedBatchSampler is not None else "BatchSampler(shuffle) [fallback]"
 

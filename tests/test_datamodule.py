@@ -53,7 +53,7 @@ def test_fitted_state_ignores_poisoned_validation_and_test_rows(tiny_root, fitte
     np.testing.assert_array_equal(poisoned.split_index["train"], fitted.split_index["train"])
     timeless = lambda report: {k: v for k, v in report.items() if k != "fit_seconds"}  # noqa: E731
     assert timeless(poisoned.outlier_report) == timeless(fitted.outlier_report)
-    assert poisoned.pos_weight == fitted.pos_weight
+    assert poisoned.batch_pos_fraction == fitted.batch_pos_fraction
     np.testing.assert_array_equal(poisoned.arrays["train"][0], fitted.arrays["train"][0])
 
 
@@ -84,11 +84,6 @@ def test_train_batches_hold_the_configured_share_of_defaults(fitted):
 def test_eval_loaders_are_ordered_and_complete(fitted):
     ys = torch.cat([batch[2] for batch in fitted.val_dataloader()])
     np.testing.assert_array_equal(ys.numpy(), fitted.arrays["val"][2])
-
-
-def test_pos_weight_is_negatives_over_positives(fitted):
-    y = fitted.arrays["train"][2]
-    assert fitted.pos_weight == pytest.approx((y == 0).sum() / (y == 1).sum())
 
 
 def test_second_run_reads_the_cache_and_label_changes_rebuild_it(tiny_root, fitted, monkeypatch):

@@ -83,7 +83,10 @@ def test_logged_metric_names(tmp_path):
     model = module()
     tr = trainer(tmp_path, max_epochs=1)
     tr.fit(model, DataLoader(data, batch_size=64, shuffle=True), DataLoader(data, batch_size=64))
-    fit_names = {f"{stage}/{name}" for stage in ("train", "val") for name in STAGE_METRICS} | {"val/auroc_best"}
+    fit_names = {f"{stage}/{name}" for stage in ("train", "val") for name in STAGE_METRICS} | {
+        "val/auroc_best",
+        "val/auroc_smooth",
+    }
     assert set(tr.logged_metrics) == fit_names
     assert set(tr.callback_metrics) == fit_names
     tr.test(model, DataLoader(data, batch_size=64))
@@ -137,6 +140,40 @@ def test_auroc_best_is_the_running_max(tmp_path):
     tr.fit(model, DataLoader(data, batch_size=64, shuffle=True), DataLoader(data, batch_size=64))
     assert len(seen) == 4
     assert float(tr.callback_metrics["val/auroc_best"]) == pytest.approx(max(seen), abs=1e-6)
+
+
+def test_smoothed_auroc_is_the_exponential_average_of_the_epochs(tmp_path):
+    seen: list[float] = []
+    smooth: list[float] = []
+
+    class Record(L.Callback):
+        def on_validation_end(self, trainer, pl_module):  # after the module's epoch-end logging
+            if not trainer.sanity_checking:
+                seen.append(float(trainer.callback_metrics["val/auroc"]))
+                smooth.append(float(trainer.callback_metrics["val/auroc_smooth"]))
+
+    data = make_data()
+    tr = trainer(tmp_path, max_epochs=4, callbacks=[Record()])
+    tr.fit(module(lr=0.05, val_smoothing=0.75), DataLoader(data, batch_size=64, shuffle=True),
+           DataLoader(data, batch_size=64))  # fmt: skip
+    expected = [seen[0]]
+    for value in seen[1:]:
+        expected.append(0.75 * expected[-1] + 0.25 * value)
+    assert len(set(seen)) > 1
+    assert smooth == pytest.approx(expected, abs=1e-6)
+
+
+def test_train_metrics_from_every_nth_batch(tmp_path):
+    """300 rows in batches of 64: batches 0..4; every 2nd -> batches 0, 2, 4 hold 64 + 64 + 44 predictions."""
+    sizes: list[int] = []
+
+    class Record(L.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            sizes.append(sum(len(p) for p in pl_module.train_metrics["auroc"].preds))
+
+    tr = trainer(tmp_path, max_epochs=1, callbacks=[Record()])
+    tr.fit(module(train_metrics_every_n_steps=2), DataLoader(make_data(), batch_size=64))
+    assert sizes == [64 + 64 + 44]
 
 
 def test_train_metrics_reset_every_epoch(tmp_path):

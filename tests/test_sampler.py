@@ -97,6 +97,23 @@ def test_epoch_plan_does_not_advance_counter() -> None:
     assert epoch_batches(sampler) == [*full.tolist(), last.tolist()]
 
 
+@pytest.mark.parametrize("per_epoch", [1, 3, 7, 20, 50])
+def test_short_epochs_continue_the_pass(per_epoch: int) -> None:
+    """Epochs of k batches are consecutive slices of the sequence pass 0, pass 1, ... (each a full epoch_plan)."""
+    labels = make_labels(1000, 50)  # 950 negatives, 20 batches of 48 per pass
+    whole = BalancedBatchSampler(labels, batch_size=64, pos_fraction=0.25, seed=5)
+    assert whole.batches_per_pass == 20
+    sequence = [b for p in range(4) for b in [*whole.epoch_plan(p)[0].tolist(), whole.epoch_plan(p)[1].tolist()]]
+    short = BalancedBatchSampler(labels, batch_size=64, pos_fraction=0.25, seed=5, batches_per_epoch=per_epoch)
+    k = min(per_epoch, 20)
+    assert len(short) == k
+    epochs = [epoch_batches(short) for _ in range(60 // k)]
+    assert all(len(e) == k for e in epochs)
+    assert [b for e in epochs for b in e] == sequence[: k * (60 // k)]
+    short.set_epoch(2)  # a resumed run lands where an uninterrupted one would be
+    assert epoch_batches(short) == sequence[2 * k : 3 * k]
+
+
 @pytest.mark.parametrize("n_neg", [950, 960, 961, 7])
 @pytest.mark.parametrize("drop_last", [False, True])
 def test_ranks_are_disjoint_cover_negatives_and_agree_on_length(n_neg: int, drop_last: bool) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import numpy as np
@@ -27,6 +26,7 @@ from loan_default.prep.table import read_manifest
 from loan_default.training.cache import cached_table, file_lock, fingerprint
 from loan_default.training.outliers import OutlierFilter
 from loan_default.training.sampler import BalancedBatchSampler
+from loan_default.training.schedule import Schedule, plan_schedule
 from loan_default.training.splits import describe_splits, split_loans
 from loan_default.training.tensors import TensorBatchDataset, passthrough_collate
 
@@ -52,7 +52,8 @@ class LoanDataModule(L.LightningDataModule):
         split: dict | None = None,
         sampler: dict | None = None,
         outlier: dict | None = None,
-        batch_size: int = 1024,
+        schedule: dict | None = None,
+        batch_size: int | str = "auto",
         eval_batch_size: int = 8192,
         num_workers: int = 0,
         seed: int = 0,
@@ -80,7 +81,8 @@ class LoanDataModule(L.LightningDataModule):
         self.split = dict(split or {"method": "stratified"})
         self.sampler_cfg = dict(sampler or {"name": "balanced", "pos_fraction": 0.5})
         self.outlier_cfg = dict(outlier or {"method": "none"})
-        self.batch_size = batch_size
+        self.schedule_cfg = dict(schedule or {})
+        self.batch_size = batch_size  # "auto" or a number; `schedule.batch_size` is what the loaders use
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
         self.seed = seed
@@ -123,11 +125,10 @@ class LoanDataModule(L.LightningDataModule):
 
         self.arrays = {name: self._arrays(self.table.iloc[idx]) for name, idx in self.split_index.items()}
         y_train = self.arrays["train"][2]
-        positives = int(y_train.sum())
-        if positives == 0:
+        if not y_train.any():
             raise ValueError("The training split holds no defaults: nothing to learn. Use more data or vintages.")
-        #: negatives / positives in the training data (the weight that balances a plain weighted BCE)
-        self.pos_weight = float((len(y_train) - positives) / positives)
+        self.schedule = self._plan_schedule(len(y_train), int(y_train.sum()), int(self.arrays["val"][2].sum()))
+        log.info("Training schedule: %s", json.dumps(self.schedule.as_dict()))
         self._is_setup = True
 
     # ------------------------------------------------------------------------------------------------------------
@@ -135,20 +136,24 @@ class LoanDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:
         data = self._dataset("train")
-        if self.sampler_cfg.get("name", "balanced") == "balanced":
+        size, per_epoch = self.schedule.batch_size, self.schedule.batches_per_epoch
+        if self._balanced:
             batches = BalancedBatchSampler(
                 self.arrays["train"][2],
-                batch_size=self.batch_size,
+                batch_size=size,
                 pos_fraction=self.sampler_cfg.get("pos_fraction"),
                 pos_to_neg_ratio=self.sampler_cfg.get("pos_to_neg_ratio"),
                 seed=self.seed,
+                batches_per_epoch=per_epoch,
             )
             if self.trainer is not None:  # resumed runs continue the epoch sequence instead of replaying epoch 0
                 batches.set_epoch(self.trainer.current_epoch)
         else:
             generator = torch.Generator().manual_seed(self.seed)
+            # A fresh random sample of per_epoch batches each epoch when epochs are shorter than a pass.
+            rows = RandomSampler(data, generator=generator, num_samples=per_epoch * size if per_epoch else None)
             # drop_last: a one-row final batch would break BatchNorm
-            batches = BatchSampler(RandomSampler(data, generator=generator), self.batch_size, drop_last=True)
+            batches = BatchSampler(rows, size, drop_last=True)
         return self._loader(data, batches)
 
     def val_dataloader(self) -> DataLoader:
@@ -156,13 +161,6 @@ class LoanDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._eval_loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._eval_loader("test")
-
-    def loader(self, split: str) -> DataLoader:
-        """An ordered, unsampled loader over any split (for prediction and evaluation)."""
-        return self._eval_loader(split)
 
     # ------------------------------------------------------------------------------------------------------------
     # What the model, the evaluation and the bundle need
@@ -176,20 +174,20 @@ class LoanDataModule(L.LightningDataModule):
         return [int(c) for c in self.preprocessor.cat_cardinalities]
 
     @property
+    def _balanced(self) -> bool:
+        return self.sampler_cfg.get("name", "balanced") == "balanced"
+
+    @property
     def batch_pos_fraction(self) -> float:
         """Share of defaults the model sees in a training batch (for the loss weight)."""
         y = self.arrays["train"][2]
         natural = float(y.mean())
-        if self.sampler_cfg.get("name", "balanced") != "balanced":
+        if not self._balanced:
             return natural
         if self.sampler_cfg.get("pos_fraction") is not None:
             return float(self.sampler_cfg["pos_fraction"])
         ratio = float(self.sampler_cfg["pos_to_neg_ratio"])
         return ratio / (1.0 + ratio)
-
-    def summary(self) -> dict[str, Any]:
-        """Data facts for the report: label report, split sizes and default rates, outlier removal."""
-        return {"labels": self.load_report, "splits": self.split_summary, "outliers": self.outlier_report}
 
     def frame(self, split: str) -> pd.DataFrame:
         """The loan-table rows of a split (after outlier removal for train)."""
@@ -218,6 +216,15 @@ class LoanDataModule(L.LightningDataModule):
             return table, report.to_dict()
 
         return cached_table(self.cache_dir, key, build)
+
+    def _plan_schedule(self, n_rows: int, n_pos: int, n_val_pos: int) -> Schedule:
+        """Batch size and epoch length for this training split (`loan_default.training.schedule`)."""
+        settings = self.schedule_cfg
+        fraction = self.batch_pos_fraction if self._balanced else None
+        return plan_schedule(
+            n_rows=n_rows, n_pos=n_pos, n_val_pos=n_val_pos, pos_fraction=fraction, balanced=self._balanced,
+            batch_size=self.batch_size, **settings,
+        )  # fmt: skip
 
     def _arrays(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         x_num, x_cat = self.preprocessor.transform(frame)

@@ -59,6 +59,10 @@ class LoanDefaultModule(L.LightningModule):
     categorical embeddings: Adam gives a rare category's row a full-size step on each of its few appearances (its
     gradient is normalised by its own small second moment), so with ~850 ZIP codes it memorises the few defaults in
     each; a tenth of the LR with ``embedding_init_std=0.01`` stops that (docs/decisions/0003-*.md).
+
+    ``val_smoothing`` s logs ``val/auroc_smooth``, an exponential average over epochs (weight s on the past) for
+    early stopping and checkpointing on small, noisy validation splits (`loan_default.training.schedule`).
+    ``train_metrics_every_n_steps`` updates the training metrics from every n-th batch only (they are a side view).
     """
 
     def __init__(
@@ -79,6 +83,8 @@ class LoanDefaultModule(L.LightningModule):
         numeric_bins: int = 32,
         embedding_init_std: float = 1.0,
         embedding_lr_scale: float = 1.0,
+        val_smoothing: float = 0.0,
+        train_metrics_every_n_steps: int = 1,
     ) -> None:
         super().__init__()
         if scheduler not in SCHEDULERS:
@@ -87,6 +93,10 @@ class LoanDefaultModule(L.LightningModule):
             raise ValueError("warmup_steps is not supported with the 'plateau' scheduler")
         if not embedding_lr_scale > 0:
             raise ValueError(f"embedding_lr_scale must be > 0, got {embedding_lr_scale}")
+        if not 0.0 <= val_smoothing < 1.0:
+            raise ValueError(f"val_smoothing must be in [0, 1), got {val_smoothing}")
+        if int(train_metrics_every_n_steps) < 1:
+            raise ValueError(f"train_metrics_every_n_steps must be >= 1, got {train_metrics_every_n_steps}")
         # Rebind the arguments as plain Python values before save_hyperparameters(), which reads them from here.
         n_numeric = int(n_numeric)
         cat_cardinalities = _int_list(cat_cardinalities)
@@ -98,7 +108,8 @@ class LoanDefaultModule(L.LightningModule):
         dropout, lr, weight_decay = float(dropout), float(lr), float(weight_decay)
         batch_norm, warmup_steps = bool(batch_norm), int(warmup_steps)
         numeric_bins, embedding_init_std = int(numeric_bins), float(embedding_init_std)
-        embedding_lr_scale = float(embedding_lr_scale)
+        embedding_lr_scale, val_smoothing = float(embedding_lr_scale), float(val_smoothing)
+        train_metrics_every_n_steps = int(train_metrics_every_n_steps)
         pos_weight = None if pos_weight is None else float(pos_weight)
         metric_thresholds = None if metric_thresholds is None else int(metric_thresholds)
         self.save_hyperparameters()
@@ -135,23 +146,31 @@ class LoanDefaultModule(L.LightningModule):
         self.test_loss = MeanMetric(nan_strategy="disable")
         self.val_auroc_best = MaxMetric()
         self.val_auroc_best.persistent(True)  # saved in checkpoints, so a resumed run keeps the best so far
+        # Exponential average of val/auroc over epochs (NaN until the first validation), saved with checkpoints.
+        self.register_buffer("val_auroc_smooth", torch.tensor(float("nan"), dtype=torch.float64))
 
     def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
         """Logits (N, 1)."""
         return self.net(x_num, x_cat)
 
-    def _step(self, batch: Batch, metrics: MetricCollection, mean_loss: MeanMetric) -> torch.Tensor:
+    def _step(
+        self, batch: Batch, metrics: MetricCollection, mean_loss: MeanMetric, update_metrics: bool = True
+    ) -> torch.Tensor:
         """Loss of one batch; metrics get probabilities (torchmetrics skips its sigmoid when logits lie in [0, 1])."""
         x_num, x_cat, y = batch
         logits = self(x_num, x_cat).squeeze(1)
         row_loss = self.loss_fn(logits, y)
-        metrics.update(torch.sigmoid(logits.detach()), y.long())
+        if update_metrics:
+            metrics.update(torch.sigmoid(logits.detach()), y.long())
         # Per-row losses make the epoch value the exact row mean even when the last batch is smaller.
         mean_loss.update(row_loss.detach())
         return row_loss.mean()
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, self.train_metrics, self.train_loss)
+        # Train ROC-AUC & co. from every n-th batch (an unbiased sample): the per-step metric updates were most of
+        # what Lightning added to the plain loop (bench/train_step.py). The loss still counts every batch.
+        every = self.hparams.get("train_metrics_every_n_steps", 1)
+        return self._step(batch, self.train_metrics, self.train_loss, update_metrics=batch_idx % every == 0)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._step(batch, self.val_metrics, self.val_loss)
@@ -183,10 +202,20 @@ class LoanDefaultModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         if not self.trainer.sanity_checking:
-            self.val_auroc_best.update(self.val_metrics.compute()["val/auroc"])
+            auroc = self.val_metrics.compute()["val/auroc"]
+            self.val_auroc_best.update(auroc)
             self.log("val/auroc_best", self.val_auroc_best.compute())
+            self._smooth(auroc)
+            self.log("val/auroc_smooth", self.val_auroc_smooth.float(), prog_bar=True)
         self.log("val/loss", self.val_loss, prog_bar=True)
         self.log_dict(self.val_metrics, prog_bar=True)
+
+    def _smooth(self, auroc: torch.Tensor) -> None:
+        """val_auroc_smooth <- s * val_auroc_smooth + (1 - s) * auroc (the first value as it is), s = val_smoothing."""
+        value = auroc.detach().to(self.val_auroc_smooth)
+        s = self.hparams.get("val_smoothing", 0.0)
+        previous = self.val_auroc_smooth
+        self.val_auroc_smooth.copy_(value if torch.isnan(previous) else s * previous + (1 - s) * value)
 
     def on_test_epoch_end(self) -> None:
         self.log("test/loss", self.test_loss)

@@ -1,7 +1,10 @@
 """Balanced batch sampler: every batch holds a fixed share of (rare) defaults.
 
-Positives are drawn with replacement, negatives without, so one epoch visits every negative exactly once. The whole
-epoch's index plan is generated at once with numpy and then yielded one batch at a time.
+Positives are drawn with replacement, negatives without, so one pass visits every negative exactly once. The whole
+pass's index plan is generated at once with numpy and then yielded one batch at a time. By default an epoch is one
+pass; with ``batches_per_epoch`` an epoch is that many batches and the next epoch continues the same pass where the
+last one stopped (so on a large table validation, checkpoints and early stopping happen every so many samples, and
+every negative is still visited once per pass).
 
 Use it as ``DataLoader(dataset, batch_sampler=BalancedBatchSampler(...))``. Under Lightning:
 
@@ -81,6 +84,8 @@ class BalancedBatchSampler(Sampler[list[int]]):
         pos_fraction: share of positives per batch, in (0, 1). Default 0.5 when ``pos_to_neg_ratio`` is unset.
         pos_to_neg_ratio: alternatively, positives per negative (e.g. 1/3 gives 25% positives).
         drop_last: drop each rank's trailing incomplete batch instead of yielding a smaller one.
+        batches_per_epoch: end an epoch after this many batches and continue the pass in the next epoch; ``None``
+            (default) or a number >= the pass length makes an epoch one whole pass.
         seed: non-negative seed; batches are a pure function of (seed, epoch, rank, num_replicas).
         num_replicas, rank: DDP world size and this process's rank; default from ``torch.distributed`` if initialised,
             else 1 and 0.
@@ -100,6 +105,7 @@ class BalancedBatchSampler(Sampler[list[int]]):
         seed: int = 0,
         num_replicas: int | None = None,
         rank: int | None = None,
+        batches_per_epoch: int | None = None,
     ) -> None:
         super().__init__()
         is_pos = _as_label_array(labels)
@@ -139,6 +145,10 @@ class BalancedBatchSampler(Sampler[list[int]]):
         else:
             self._negs_per_rank = math.ceil(self._neg.size / self.num_replicas)
         self.epoch = 0
+        self.batches_per_pass = math.ceil(self._negs_per_rank / self.n_neg)
+        if batches_per_epoch is not None:
+            batches_per_epoch = min(_check_int("batches_per_epoch", batches_per_epoch, 1), self.batches_per_pass)
+        self.batches_per_epoch = batches_per_epoch
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration use this epoch (later iterations continue from it)."""
@@ -146,23 +156,37 @@ class BalancedBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         """Batches per epoch on this rank (the same on every rank)."""
-        return math.ceil(self._negs_per_rank / self.n_neg)
+        return self.batches_per_epoch or self.batches_per_pass
 
     def __iter__(self) -> Iterator[list[int]]:
         # A generator on purpose: the epoch advances when the first batch is taken, not when iter() is called, because
         # a multi-worker DataLoader calls iter() twice per epoch and discards the first iterator unused.
-        full, last = self.epoch_plan(self.epoch)
+        epoch = self.epoch
         self.epoch += 1
-        for row in full:  # converted to a list one batch at a time, as needed
-            yield row.tolist()
-        if last.size:
-            yield last.tolist()
+        if self.batches_per_epoch is None:
+            full, last = self.epoch_plan(epoch)
+            for row in full:  # converted to a list one batch at a time, as needed
+                yield row.tolist()
+            if last.size:
+                yield last.tolist()
+            return
+        # Epoch e covers batches [e * k, (e + 1) * k) of the endless sequence pass 0, pass 1, ...
+        position = epoch * self.batches_per_epoch
+        remaining = self.batches_per_epoch
+        while remaining:
+            pass_index, offset = divmod(position, self.batches_per_pass)
+            full, last = self.epoch_plan(pass_index)
+            rows = [*full, last] if last.size else list(full)
+            for row in rows[offset : offset + remaining]:
+                yield row.tolist()
+                position += 1
+                remaining -= 1
 
     def _rng(self, epoch: int, stream: int) -> np.random.Generator:
         return np.random.default_rng(np.random.SeedSequence(entropy=[self.seed, epoch], spawn_key=(stream,)))
 
     def epoch_plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        """This rank's index plan for ``epoch``: full batches as an (n, batch_size) array, plus the last partial
+        """This rank's index plan for pass ``epoch`` (an epoch, unless ``batches_per_epoch`` is set): full batches as an (n, batch_size) array, plus the last partial
         batch (empty when there is none). Does not touch the epoch counter."""
         shuffled = self._neg[self._rng(epoch, _NEGATIVE_STREAM).permutation(self._neg.size)]
         mine = shuffled[self.rank :: self.num_replicas]

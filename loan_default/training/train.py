@@ -10,8 +10,8 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from hydra.utils import get_class, instantiate
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from loan_default.common.progress import progress_enabled
@@ -37,10 +37,12 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         cfg.data,
         sampler=OmegaConf.to_container(cfg.sampler, resolve=True),
         outlier=OmegaConf.to_container(cfg.outlier, resolve=True),
+        schedule=OmegaConf.to_container(cfg.get("schedule") or {}, resolve=True),
         _convert_="all",
     )
     datamodule.prepare_data()
     datamodule.setup("fit")
+    schedule = datamodule.schedule
 
     log.info("Instantiating model <%s>", cfg.model._target_)
     model = instantiate(
@@ -48,20 +50,22 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         n_numeric=datamodule.n_numeric,
         cat_cardinalities=datamodule.cat_cardinalities,
         pos_weight=loss_pos_weight(cfg.model.get("pos_weight"), datamodule.batch_pos_fraction),
+        **_auto(cfg.model, "val_smoothing", schedule.val_smoothing),
         _convert_="all",
     )
 
     loggers = _instantiate_group(cfg.get("logger"), "logger")
-    callbacks = _instantiate_group(cfg.get("callbacks"), "callback")
+    callbacks = _instantiate_group(cfg.get("callbacks"), "callback", {EarlyStopping: {"patience": schedule.patience}})
     if not loggers:  # LearningRateMonitor refuses to run without a logger
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer_overrides: dict[str, Any] = {"callbacks": callbacks, "logger": loggers or False}
+    trainer_overrides |= _auto(cfg.trainer, "max_epochs", schedule.max_epochs)
     if cfg.trainer.get("enable_progress_bar") is None:
         trainer_overrides["enable_progress_bar"] = progress_enabled()
     log.info("Instantiating trainer <%s>", cfg.trainer._target_)
     trainer: L.Trainer = instantiate(cfg.trainer, **trainer_overrides)
 
-    objects = {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer}
+    objects = {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer, "schedule": schedule}
     metrics: dict[str, Any] = {}
     if cfg.get("train", True):
         log.info("Starting training")
@@ -93,12 +97,22 @@ def _best_checkpoint(trainer: L.Trainer, cfg: DictConfig) -> str | None:
     return cfg.get("ckpt_path")
 
 
-def _instantiate_group(group: DictConfig | None, kind: str) -> list:
+def _auto(node: DictConfig, key: str, value: Any) -> dict[str, Any]:
+    """``{key: value}`` where the config leaves ``key`` to the adaptive schedule (null or "auto"), else ``{}``."""
+    return {key: value} if node.get(key) in (None, "auto") else {}
+
+
+def _instantiate_group(group: DictConfig | None, kind: str, auto: dict[type, dict] | None = None) -> list:
+    """Every entry with a ``_target_``; ``auto`` fills a class's null ("auto") settings from the schedule."""
     objects = []
     for name, conf in (group or {}).items():
         if isinstance(conf, DictConfig) and "_target_" in conf:
             log.info("Instantiating %s <%s>", kind, conf._target_)
-            objects.append(instantiate(conf, _convert_="all"))
+            fills = {}
+            for cls, values in (auto or {}).items():
+                if issubclass(get_class(conf._target_), cls):
+                    fills = {k: v for k, v in values.items() if _auto(conf, k, v)}
+            objects.append(instantiate(conf, **fills, _convert_="all"))
         else:
             log.debug("Skipping %s %s: no _target_", kind, name)
     return objects

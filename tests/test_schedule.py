@@ -1,0 +1,67 @@
+"""The adaptive training schedule: batch size, epoch length, epochs, patience and smoothing follow the data."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from loan_default.training.sampler import BalancedBatchSampler
+from loan_default.training.schedule import plan_schedule
+
+DEFAULTS = dict(pos_fraction=0.5, balanced=True)
+
+
+def test_default_size_keeps_batch_1024_and_whole_passes():
+    """70k training rows at 5% defaults: 66,500 negatives / 512 per batch = 130 batches, one pass per epoch."""
+    s = plan_schedule(n_rows=70_000, n_pos=3_500, n_val_pos=750, **DEFAULTS)
+    assert s.batch_size == 1024
+    assert s.batches_per_pass == math.ceil(66_500 / 512) == 130
+    assert s.batches_per_epoch is None
+    assert s.max_epochs == 15  # 15 * 130 = 1950 >= min_steps 1500
+    assert s.patience == 4  # ceil(500 / 130) = 4
+    assert s.val_smoothing == pytest.approx(100 / 850)
+
+
+def test_small_data_gets_small_batches_more_epochs_and_strong_smoothing():
+    """1,400 rows, 140 defaults: 1,260 negatives. 1024..128 give < 32 batches a pass; 64 gives ceil(1260/32) = 40."""
+    s = plan_schedule(n_rows=1_400, n_pos=140, n_val_pos=20, **DEFAULTS)
+    assert s.batch_size == 64
+    assert s.batches_per_pass == 40 and s.batches_per_epoch is None
+    assert s.max_epochs == math.ceil(1500 / 40)
+    assert s.patience == math.ceil(500 / 40)
+    assert s.val_smoothing == pytest.approx(100 / 120)
+
+
+def test_large_data_gets_short_epochs():
+    """700k rows: a pass is 1,300+ batches; epochs stop after ceil(150000 / 1024) = 147 batches."""
+    s = plan_schedule(n_rows=700_000, n_pos=35_000, n_val_pos=7_500, **DEFAULTS)
+    assert (s.batch_size, s.batches_per_epoch) == (1024, 147)
+    assert s.batches_per_pass == math.ceil(665_000 / 512)
+    assert s.max_epochs == 15 and s.patience == 4
+    assert s.val_smoothing < 0.02
+
+
+def test_pass_length_matches_the_sampler():
+    labels = [1] * 37 + [0] * 1_000
+    s = plan_schedule(n_rows=1_037, n_pos=37, n_val_pos=5, pos_fraction=0.3, balanced=True)
+    sampler = BalancedBatchSampler(labels, s.batch_size, pos_fraction=0.3)
+    assert s.batches_per_pass == len(sampler) >= 32
+
+
+def test_pins_and_switches():
+    s = plan_schedule(n_rows=1_400, n_pos=140, n_val_pos=20, batch_size=512, epoch_samples=None, min_steps=0,
+                      patience_steps=None, smoothing_defaults=None, **DEFAULTS)  # fmt: skip
+    assert (s.batch_size, s.batches_per_epoch, s.max_epochs, s.patience, s.val_smoothing) == (512, None, 15, 4, 0.0)
+
+
+def test_shuffled_batches_count_all_rows_and_floor_the_batch():
+    s = plan_schedule(n_rows=500, n_pos=50, n_val_pos=10, pos_fraction=None, balanced=False)
+    assert s.batch_size == 32 and s.batches_per_pass == 500 // 32  # floor: 16 a pass is below 32 but 32 is the least
+
+
+@pytest.mark.parametrize("kwargs", [dict(n_rows=100, n_pos=0), dict(n_rows=0, n_pos=0), dict(batch_size="big"),
+                                    dict(batch_size=1)])  # fmt: skip
+def test_bad_input(kwargs):
+    with pytest.raises(ValueError):
+        plan_schedule(**({"n_rows": 100, "n_pos": 10, "n_val_pos": 3} | kwargs), **DEFAULTS)
