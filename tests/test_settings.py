@@ -34,7 +34,7 @@ def test_misspelt_threshold_key_fails_before_any_data_is_read(tmp_path, monkeypa
     monkeypatch.setattr(datamodule.LoanDataModule, "__init__", touched)
     cfg = compose_train_cfg(tmp_path, tmp_path / "out", ["+threshold.recal_target=0.9"])
     with pytest.raises(
-        st.ConfigError, match=r"threshold\.recal_target: unknown key \(known: cost_fn_fp, recall_target"
+        st.ConfigError, match=r"threshold\.recal_target: unknown key \(known: confidence, cost_fn_fp, recall_target"
     ):
         train(cfg)
     assert not (tmp_path / "out").exists()  # nothing written either
@@ -52,6 +52,9 @@ def test_misspelt_threshold_key_fails_before_any_data_is_read(tmp_path, monkeypa
         ("data.synthetic.loan", 10, r"data\.synthetic\.loan: unknown key \(known: .*loans"),
         ("evaluation.shap_row", 10, r"evaluation\.shap_row: unknown key"),
         ("evaluation.shap_rows", 0, r"evaluation\.shap_rows: Input should be greater than or equal to 1"),
+        ("evaluation.ci_level", 95, r"evaluation\.ci_level: Input should be less than 1"),
+        ("evaluation.validation", {"alpah": 0.1}, r"evaluation\.validation\.alpah: unknown key \(known: alpha, min_"),
+        ("threshold.confidense", 0.9, r"threshold\.confidense: unknown key \(known: confidence, cost_fn_fp, recall"),
     ],
 )
 def test_each_block_names_the_bad_key(tmp_path, path, value, message):

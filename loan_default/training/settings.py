@@ -65,6 +65,13 @@ def _synthetic_settings() -> type[Block]:
     return signature_model("SyntheticSettings", ensure_synthetic, skip=("folder",))
 
 
+class ValidationSettings(Block):
+    """`evaluation.validation`: the validation report's test level and small-cell rule."""
+
+    alpha: float = Field(0.05, gt=0, lt=1)  # Jeffreys test level per risk grade
+    min_defaults: int = Field(20, ge=1)  # cells with fewer defaults or non-defaults are marked small
+
+
 class EvaluationSettings(Block):
     """`evaluation`: what the final report computes besides the model's own metrics (values: conf/train.yaml)."""
 
@@ -73,6 +80,8 @@ class EvaluationSettings(Block):
     shap_rows: int = Field(ge=1)  # test rows explained for the plots
     shap_background: int = Field(ge=1)  # training rows used as SHAP background
     plots: bool
+    ci_level: float = Field(0.95, gt=0, lt=1)  # level of the report's confidence intervals
+    validation: ValidationSettings = ValidationSettings()
 
 
 class SamplerSettings(Block):
@@ -156,11 +165,27 @@ def _describe(error: Mapping[str, Any], prefix: str | None = None) -> str:
 
 
 def _known(loc: list[str]) -> list[str]:
-    """The keys the block holding ``loc`` accepts (for the unknown-key message)."""
+    """The keys the block holding ``loc`` accepts (for the unknown-key message), nested blocks included."""
     path = ".".join(loc[:-1])
-    models: dict[str, type[BaseModel]] = {p: Settings.model_fields[n].annotation for n, p in _PATHS.items()}
-    model = models.get(path)
-    if path == "data.synthetic":
-        model = _synthetic_settings()
-    model = typing.get_args(model)[0] if typing.get_args(model) else model  # X | None -> X
-    return sorted(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+    if path.startswith("data.synthetic"):
+        model: Any = _synthetic_settings()
+        rest = loc[2:-1]
+    else:
+        block = next((n for n, p in _PATHS.items() if path == p or path.startswith(p + ".")), None)
+        if block is None:
+            return []
+        model, rest = Settings, [block, *loc[len(_PATHS[block].split(".")) : -1]]
+    for key in rest:
+        field = model.model_fields.get(key) if _is_model(model) else None
+        model = None if field is None else _unwrap(field.annotation)
+    return sorted(model.model_fields) if _is_model(model) else []
+
+
+def _unwrap(annotation: Any) -> Any:
+    """``X | None`` -> ``X``."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return args[0] if len(args) == 1 else annotation
+
+
+def _is_model(model: Any) -> bool:
+    return isinstance(model, type) and issubclass(model, BaseModel)
