@@ -56,7 +56,7 @@ def session(master: str | None = None) -> SparkSession:
             .config("spark.sql.shuffle.partitions", "4")
             .config("spark.ui.enabled", "false")
             .config("spark.ui.showConsoleProgress", "false")
-            .config("spark.sql.codegen.maxFields", "50")  # the 32-field origination plan: interpreted
+            .config("spark.sql.codegen.maxFields", "40")  # the wide origination plan: interpreted, not compiled
             .config("spark.sql.session.timeZone", "UTC")
         )
     spark = builder.getOrCreate()
@@ -155,10 +155,17 @@ def read_lines(spark: SparkSession, files: dict[str, str]) -> DataFrame:
 
 
 def first_line(spark: SparkSession, uri: str) -> list[str]:
-    rows = spark.read.text(uri).limit(1).collect()
-    if not rows:
+    """A file's first line, split: read on the driver through Hadoop (a Spark job per file costs a second each)."""
+    fs = HadoopFS(spark, uri)
+    jvm = fs.jvm
+    reader_ = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(fs.fs.open(fs.path(uri)), "ISO-8859-1"))
+    try:
+        line = reader_.readLine()
+    finally:
+        reader_.close()
+    if line is None:
         raise FreddieFormatError(uri, None, None, None, "the file is empty")
-    return rows[0].value.split("|")
+    return line.split("|")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -184,7 +191,9 @@ def _parsed(spark, files: dict[str, tuple], role: str, wanted: list[str], requir
             numeric = schema.ORIGINATION_FIELDS[missing].kind in NUMERIC
             parsed = parsed.withColumn(missing, F.lit(None).cast("double" if numeric else "string"))
         parts.append(parsed.select("row", "file", PARTITION_KEY, *wanted, "bad_reason", "bad_field", "bad_value"))
-    return (parts[0] if len(parts) == 1 else _union(parts)).cache()
+    # Materialised with its lineage cut: every later step would otherwise re-analyse the per-field rules (seconds per
+    # step on a small machine). Executors keep checkpointed blocks, also under dynamic allocation.
+    return (parts[0] if len(parts) == 1 else _union(parts)).localCheckpoint()
 
 
 def _union(frames: list[DataFrame]) -> DataFrame:
@@ -239,18 +248,18 @@ def loan_table(
             F.col(n).cast("double").alias(n) if schema.ORIGINATION_FIELDS[n].kind in NUMERIC else F.col(n)
             for n in fields
         ],
-    ).cache()
+    ).localCheckpoint()
     performance = _parsed(
         spark, {v: p[PERFORMANCE] for v, p in pairs.items()}, PERFORMANCE, list(reader.PERFORMANCE_COLUMNS),
         {"loan_id", "period"},
     )  # fmt: skip
     performance = _bad_rows(performance, on_bad_row, skipped)
-    stats = _outcomes_per_vintage(performance, label).cache()
+    stats = _outcomes_per_vintage(performance, label).localCheckpoint()
 
     # labels.label_loans, per vintage (a loan id is looked up in its own vintage's files).
     orphans = stats.join(origination.select(PARTITION_KEY, "loan_id"), [PARTITION_KEY, "loan_id"], "left_anti")
     orphan = orphans.agg(F.count(F.lit(1)).alias("loans"), F.sum("rows").alias("rows")).first()
-    labelled = rules.label(origination, stats, label, keys=[PARTITION_KEY, "loan_id"]).cache()
+    labelled = rules.label(origination, stats, label, keys=[PARTITION_KEY, "loan_id"]).localCheckpoint()
     counts = {r.drop_reason: r["count"] for r in labelled.groupBy("drop_reason").count().collect()}
     table = labelled.filter(F.col("drop_reason").isNull()).drop("drop_reason")
 

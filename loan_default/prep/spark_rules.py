@@ -33,8 +33,11 @@ def month_index(yyyymm: Column) -> Column:
     return F.floor(yyyymm / 100) * 12 + yyyymm % 100 - 1
 
 
-def convert(raw: Column, f: schema.Field, required: bool = False, trim: bool = True) -> tuple[Column, Column, str]:
-    """(value, bad, skip reason) for one raw field (`trim=False`: already trimmed), as reader._convert gives them."""
+def convert(
+    raw: Column, f: schema.Field, required: bool = False, trim: bool = True, number: Column | None = None
+) -> tuple[Column, Column, str]:
+    """(value, bad, skip reason) for one raw field (`trim=False`: already trimmed; `number`: its `parse_number`,
+    computed once), as reader._convert gives them."""
     s = trimmed(raw) if trim else raw
     if f.name == "delinquency_status":  # reader._status
         digits = s.rlike(r"^[0-9]{1,3}$")
@@ -47,7 +50,7 @@ def convert(raw: Column, f: schema.Field, required: bool = False, trim: bool = T
         return value, ~(s.isin("", "XX", "RA") | digits), reader.UNKNOWN_CODE
     if f.kind in (schema.Kind.INT, schema.Kind.FLOAT):  # reader._number: float64, sentinels missing
         missing = (s == "") | (s.isin(*sorted(f.missing)) if f.missing else F.lit(False))
-        number = _try_double(s)  # null when not a number
+        number = parse_number(s) if number is None else number  # null when not a number
         ok = number.isNotNull() & (number == F.floor(number) if f.kind is schema.Kind.INT else F.lit(True))
         value = F.when(~missing & ok, number)
         return value, ~missing & ~ok, reader.NOT_A_NUMBER
@@ -70,7 +73,7 @@ def convert(raw: Column, f: schema.Field, required: bool = False, trim: bool = T
     return value, (s == "") if required else F.lit(False), reader.BLANK_KEY
 
 
-def _try_double(s: Column) -> Column:
+def parse_number(s: Column) -> Column:
     """A string -> double cast that gives null instead of failing under ANSI mode (Spark 4's default). Numbers are
     plain decimals as reader._NUMBER allows (no exponent: Freddie Mac writes none)."""
     return F.when(s.rlike(_NUMBER), s).cast("double")
@@ -94,18 +97,27 @@ def parse_lines(lines: DataFrame, layout: schema.Layout, wanted: list[str], requ
           for name in present],  # fmt: skip
     ).select(*keep, "value", "_count_ok", "_empty", *[f"_raw_{n}" for n in present],
              *[trimmed(F.col(f"_raw_{n}")).alias(f"_t_{n}") for n in present])  # fmt: skip
+    numbers = [n for n in present if layout.fields[n].kind in (schema.Kind.INT, schema.Kind.FLOAT)]
+    split = split.select("*", *[parse_number(F.col(f"_t_{n}")).alias(f"_d_{n}") for n in numbers])
+    # Each field's value and bad flag as columns of their own, so the bad-row summary below refers to them instead of
+    # repeating every field's rule (a plan that size takes Spark longer to analyse than the data takes to read).
     count_ok, empty = F.col("_count_ok"), F.col("_empty")
-    out = []
+    checked, reasons = [], {}
+    for name in present:
+        number = F.col(f"_d_{name}") if name in numbers else None
+        value, bad, why = convert(F.col(f"_t_{name}"), layout.fields[name], name in required, trim=False, number=number)
+        checked += [F.when(count_ok, value).alias(name), (count_ok & bad).alias(f"_b_{name}")]
+        reasons[name] = why
+    split = split.select(*keep, "value", "_count_ok", "_empty", *[f"_raw_{n}" for n in present], *checked)
     reason = F.when(empty, F.lit(reader.EMPTY_LINE)).when(~count_ok, F.lit(reader.WRONG_FIELD_COUNT))
     field = F.when(empty | ~count_ok, F.lit(None).cast("string"))
-    value = F.when(empty | ~count_ok, F.col("value"))
+    bad_value = F.when(empty | ~count_ok, F.col("value"))
     for name in present:
-        converted, bad, why = convert(F.col(f"_t_{name}"), layout.fields[name], required=name in required, trim=False)
-        out.append(F.when(count_ok, converted).alias(name))
-        reason = reason.when(count_ok & bad, F.lit(why))
-        field = field.when(count_ok & bad, F.lit(name))
-        value = value.when(count_ok & bad, F.col(f"_raw_{name}"))
-    return split.select(*keep, *out, reason.alias("bad_reason"), field.alias("bad_field"), value.alias("bad_value"))
+        reason = reason.when(F.col(f"_b_{name}"), F.lit(reasons[name]))
+        field = field.when(F.col(f"_b_{name}"), F.lit(name))
+        bad_value = bad_value.when(F.col(f"_b_{name}"), F.col(f"_raw_{name}"))
+    return split.select(*keep, *present, reason.alias("bad_reason"), field.alias("bad_field"),
+                        bad_value.alias("bad_value"))  # fmt: skip
 
 
 def outcomes(performance: DataFrame, config: LabelConfig) -> DataFrame:
