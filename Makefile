@@ -10,7 +10,7 @@ ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install train test test-full bench lint format serve clean
+.PHONY: help install train test test-full bench lint format serve clean browser
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,10 +28,18 @@ install: $(STAMP) ## Create .venv and install the project (only when setup.cfg c
 train: $(STAMP) ## Train on the embedded synthetic data (ARGS="model=ann_large ..." for Hydra overrides)
 	$(PY) train.py $(ARGS)
 
-test: $(STAMP) ## Run the test suite (without tests marked slow)
+browser: ## Install Debian's chromium for the report.html browser test (root + apt-get only; else say so and go on)
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing chromium (report.html browser test)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+			|| echo "chromium could not be installed: the browser test will skip"; \
+	else echo "chromium missing and not installable here (needs root and apt-get): the browser test will skip"; fi
+
+test: $(STAMP) browser ## Run the test suite (without tests marked slow)
 	$(PY) -m pytest -m "not slow" $(ARGS)
 
-test-full: $(STAMP) ## Run every test, slow ones included
+test-full: $(STAMP) browser ## Run every test, slow ones included
 	$(PY) -m pytest $(ARGS)
 
 bench: $(STAMP) ## Run the benchmarks in bench/ (each prints a ratio against a baseline measured in the same run)

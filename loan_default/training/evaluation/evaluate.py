@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
+from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 
 from loan_default.core.bundle import load_bundle, write_bundle
@@ -18,8 +20,11 @@ from loan_default.training.config import resolved_yaml
 from loan_default.training.evaluation.baselines import fit_baselines
 from loan_default.training.evaluation.metrics import binary_metrics, mean_abs_shap, ranking_metrics
 from loan_default.training.evaluation.plots import plot_all
-from loan_default.training.evaluation.report import build_metrics, write_metrics, write_report_md
+from loan_default.training.evaluation.report import build_metrics, ci_text, write_metrics, write_report_md
+from loan_default.training.evaluation.report_html import write_report_html
 from loan_default.training.evaluation.threshold import choose_threshold
+from loan_default.training.evaluation.uncertainty import report_intervals
+from loan_default.training.evaluation.validation import validate
 from loan_default.training.imbalance import prior_logit_offset
 
 log = logging.getLogger(__name__)
@@ -44,7 +49,7 @@ def evaluate_and_bundle(cfg: DictConfig, dm, model, output_dir: Path, started: f
     proba = {}
     for split in ("val", "test"):
         x_num, x_cat, _ = dm.arrays[split]
-        proba[split] = 1.0 / (1.0 + np.exp(-(predict_logits(net, x_num, x_cat) + offset)))
+        proba[split] = expit(predict_logits(net, x_num, x_cat) + offset)
     y_val, y_test = dm.arrays["val"][2], dm.arrays["test"][2]
 
     choice = choose_threshold(y_val, proba["val"], **OmegaConf.to_container(cfg.threshold, resolve=True))
@@ -102,6 +107,17 @@ def evaluate_and_bundle(cfg: DictConfig, dm, model, output_dir: Path, started: f
     metrics["data"] = {"labels": dm.load_report, "outliers": dm.outlier_report}
     metrics["model"] = {"target": cfg.model._target_, "hidden_sizes": list(cfg.model.hidden_sizes)}
     metrics["train_seconds"] = round(time.time() - started, 1)
+    intervals = report_intervals(
+        y_test, proba["test"], test_metrics, baselines, float(evaluation.get("ci_level", 0.95))
+    )
+    for name, extra in intervals.pop("baselines").items():
+        metrics["baselines"][name].update(extra)
+    metrics.update(intervals)
+
+    # Monitoring reference: training rows' score and raw field distributions (bins and shares, no rows).
+    train_proba = expit(predict_logits(net, *dm.arrays["train"][:2]) + offset)
+    reference = build_reference(train_proba, dm.frame("train"))
+    metrics["validation"] = _validation(cfg, dm, proba, choice.threshold, reference)
 
     plots = {}
     if evaluation.get("plots", True):
@@ -109,15 +125,13 @@ def evaluate_and_bundle(cfg: DictConfig, dm, model, output_dir: Path, started: f
             output_dir / "plots", y_test, proba["test"], choice.threshold, others=others,
             shap_values=shap_values, shap_feature_values=shap_data, feature_names=names if shap_values is not None
             else None, base_value=base + offset if shap_values is not None else 0.0,
-            display_names=dm.preprocessor.display_names,
+            display_names=dm.preprocessor.display_names, validation=metrics["validation"],
         )  # fmt: skip
 
-    # Monitoring reference: training rows' score and raw field distributions (bins and shares, no rows).
-    train_proba = 1.0 / (1.0 + np.exp(-(predict_logits(net, *dm.arrays["train"][:2]) + offset)))
     bundle_path = write_bundle(
         output_dir / "bundle",
         net=net,
-        net_kwargs=_network_kwargs(model),
+        net_kwargs=model.net.config(),
         preprocessor=dm.preprocessor,
         outlier_filter=dm.outlier_filter,
         logit_offset=offset,
@@ -126,34 +140,36 @@ def evaluate_and_bundle(cfg: DictConfig, dm, model, output_dir: Path, started: f
         background=background,
         config_yaml=resolved_yaml(cfg),
         metrics=metrics,
-        monitoring=build_reference(train_proba, dm.frame("train")),
+        monitoring=reference,
     )  # fmt: skip
     _check_bundle(bundle_path, dm, proba["test"])
     metrics["bundle"] = str(bundle_path)
     write_metrics(output_dir / "metrics.json", metrics)
     write_report_md(output_dir, metrics, plots)
-    log.info("Report: %s  Bundle: %s", output_dir / "report.md", bundle_path)
+    write_report_html(output_dir, metrics, plots)
+    log.info("Report: %s (and report.html)  Bundle: %s", output_dir / "report.md", bundle_path)
+    diff = metrics["auroc_diff_vs_best_ci"]
     log.info(
-        "Test ROC-AUC %.4f | LightGBM %s | logistic %s | oracle %s",
-        metrics["test_auroc"],
+        "Test ROC-AUC %s | LightGBM %s | logistic %s | oracle %s | ANN - %s %s | recall %s",
+        ci_text(metrics["test_auroc_ci"], "auroc"),
         _get(metrics, "lightgbm"), _get(metrics, "logistic"),
         f"{oracle:.4f}" if oracle is not None else "n/a",
+        diff["baseline"] if diff else "best baseline", ci_text(diff, "diff"),
+        ci_text(metrics["recall_at_threshold_ci"], "recall", pct=True),
     )  # fmt: skip
     return metrics
 
 
-def _network_kwargs(model) -> dict[str, Any]:
-    """Everything `LoanNet(...)` needs to rebuild the trained network (embedding widths resolved)."""
-    hp = model.hparams
-    return {
-        "n_numeric": int(hp.n_numeric),
-        "cat_cardinalities": [int(c) for c in hp.cat_cardinalities],
-        "embedding_dims": [int(d) for d in model.net.embedding_dims],
-        "hidden_sizes": [int(h) for h in hp.hidden_sizes],
-        "dropout": float(hp.dropout),
-        "batch_norm": bool(hp.batch_norm),
-        "numeric_bins": int(hp.get("numeric_bins", 0)),
-    }
+def _validation(cfg: DictConfig, dm, proba: dict[str, np.ndarray], threshold: float, reference) -> dict[str, Any]:
+    """The validation section on the test split; under an out-of-time split, the back-test on val + test vintages."""
+    settings = (cfg.get("evaluation") or {}).get("validation") or {}
+    later = None
+    if OmegaConf.select(cfg, "data.split.method", default=None) == "out_of_time":
+        later = (pd.concat([dm.frame("val"), dm.frame("test")]), np.r_[proba["val"], proba["test"]])
+    return validate(
+        dm.frame("test"), proba["test"], threshold=threshold, reference=reference, later=later,
+        alpha=float(settings.get("alpha", 0.05)), min_defaults=int(settings.get("min_defaults", 20)),
+    )  # fmt: skip
 
 
 def _background(dm, rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -219,6 +219,98 @@ def plot_shap_bar(
     return _save(fig, path)
 
 
+LIGHT_COLOURS = {"green": "#2e7d32", "amber": "#f9a825", "red": "#c62828", None: "#9e9e9e"}
+
+
+def plot_grade_calibration(validation: Mapping, path: str | Path) -> Path:
+    """Predicted against observed default rate per risk grade; grades failing the Jeffreys test in red."""
+    grades = validation["calibration"]
+    names = list(grades)
+    x = np.arange(len(names))
+    predicted = [grades[g]["predicted"] or 0.0 for g in names]
+    observed = [grades[g]["observed"] or 0.0 for g in names]
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot()
+    ax.bar(x - 0.2, predicted, 0.4, label="mean predicted PD", color="#90a4ae")
+    colours = ["#c62828" if grades[g]["pass"] is False else "#1565c0" for g in names]
+    ax.bar(x + 0.2, observed, 0.4, label="observed default rate (red: Jeffreys test fails)", color=colours)
+    for i, g in enumerate(names):
+        ax.annotate(f"n={grades[g]['n']:,}", (i, max(predicted[i], observed[i])), ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(x, names)
+    ax.set(xlabel="Risk grade", ylabel="Default rate", title="Calibration per risk grade (test split)")
+    ax.legend(loc="upper left", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_vintage_discrimination(validation: Mapping, path: str | Path) -> Path:
+    """Gini per origination vintage (quarters when there are enough defaults); small cells hollow."""
+    by = validation["by_vintage"]
+    cells = by.get("quarter") or by.get("year") or {}
+    names = list(cells)
+    gini = np.array([np.nan if cells[v]["gini"] is None else cells[v]["gini"] for v in names], dtype=np.float64)
+    small = np.array([cells[v]["small"] for v in names], dtype=bool)
+    fig = Figure(figsize=(max(6, 0.35 * len(names) + 2), 4.5))
+    ax = fig.add_subplot()
+    x = np.arange(len(names))
+    ax.plot(x, gini, color="#1565c0", linewidth=1)
+    ax.scatter(x[~small], gini[~small], color="#1565c0", label="Gini")
+    ax.scatter(x[small], gini[small], facecolors="none", edgecolors="#1565c0", label="small cell (few defaults)")
+    if validation.get("gini") is not None:
+        ax.axhline(validation["gini"], color="grey", linestyle="--", linewidth=1, label="all test loans")
+    ax.set_xticks(x, names, rotation=60, fontsize=8)
+    ax.set(xlabel="Origination vintage", ylabel="Gini (2 AUC - 1)", title="Discrimination by vintage")
+    ax.legend(loc="lower left", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_stability(validation: Mapping, path: str | Path) -> Path:
+    """PSI of the score and CSI of each field as bars in their traffic-light colours, with the 0.1 / 0.25 bands."""
+    rows = [("score (PSI)", validation.get("psi_score"), validation.get("psi_score_light"))]
+    csi = validation.get("csi") or {}
+    rows += sorted(((f, c["psi"], c["light"]) for f, c in csi.items()), key=lambda r: -(r[1] or 0.0))
+    fig = Figure(figsize=(7, 0.28 * len(rows) + 1.5))
+    ax = fig.add_subplot()
+    y = np.arange(len(rows))[::-1]
+    ax.barh(y, [r[1] or 0.0 for r in rows], color=[LIGHT_COLOURS[r[2]] for r in rows])
+    ax.set_yticks(y, [r[0] for r in rows], fontsize=8)
+    for cut in (0.1, 0.25):
+        ax.axvline(cut, color="grey", linestyle="--", linewidth=1)
+    ax.set(xlabel="PSI / CSI (training vs test)", title="Population stability")
+    return _save(fig, path)
+
+
+def plot_backtest(validation: Mapping, path: str | Path) -> Path:
+    """Observed against predicted default rate per later vintage (out-of-time back-test); failing vintages red."""
+    cells = validation["backtest"]
+    names = list(cells)
+    x = np.arange(len(names))
+    fig = Figure(figsize=(max(6, 0.35 * len(names) + 2), 4.5))
+    ax = fig.add_subplot()
+    ax.plot(x, [cells[v]["predicted"] for v in names], marker="o", color="#90a4ae", label="mean predicted PD")
+    ax.plot(x, [cells[v]["observed"] for v in names], color="#1565c0", label="observed default rate")
+    failing = [i for i, v in enumerate(names) if cells[v]["pass"] is False]
+    ax.scatter(x, [cells[v]["observed"] for v in names], color=["#c62828" if i in failing else "#1565c0" for i in x])
+    ax.set_xticks(x, names, rotation=60, fontsize=8)
+    ax.set(
+        xlabel="Origination vintage", ylabel="Default rate", title="Back-test on later vintages (red: Jeffreys fails)"
+    )
+    ax.legend(loc="upper left", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_validation(out_dir: str | Path, validation: Mapping) -> dict[str, Path]:
+    """The validation report's plots for the sections it has."""
+    out = Path(out_dir)
+    paths = {"grade_calibration": plot_grade_calibration(validation, out / "grade_calibration.png")}
+    if validation.get("by_vintage"):
+        paths["vintage_gini"] = plot_vintage_discrimination(validation, out / "vintage_gini.png")
+    if validation.get("csi") is not None:
+        paths["stability"] = plot_stability(validation, out / "stability.png")
+    if validation.get("backtest"):
+        paths["backtest"] = plot_backtest(validation, out / "backtest.png")
+    return paths
+
+
 def plot_all(
     out_dir: str | Path,
     y_true: ArrayLike,
@@ -232,6 +324,7 @@ def plot_all(
     feature_names: Sequence[str] | None = None,
     base_value: float | ArrayLike = 0.0,
     display_names: Mapping[str, str] | None = None,
+    validation: Mapping | None = None,
 ) -> dict[str, Path]:
     """Write every plot into ``out_dir``; returns ``{plot name: path}``.
 
@@ -251,4 +344,6 @@ def plot_all(
         args = (shap_values, shap_feature_values, feature_names, base_value)
         paths["shap_beeswarm"] = plot_shap_beeswarm(*args, out / "shap_beeswarm.png", display_names=display_names)
         paths["shap_bar"] = plot_shap_bar(*args, out / "shap_bar.png", display_names=display_names)
+    if validation is not None:
+        paths.update(plot_validation(out, validation))
     return paths

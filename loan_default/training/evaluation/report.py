@@ -111,9 +111,12 @@ def _threshold_sentence(metrics: Mapping[str, Any]) -> str:
     method = str(metrics.get("threshold_method", ""))
     how = "chosen on the validation split"
     if method.startswith("recall_target="):
-        how += (
-            f" as the highest threshold that still catches at least {100 * float(method.split('=')[1]):g}% of defaults"
-        )
+        target = float(method.split()[0].split("=")[1])
+        how += f" as the highest threshold that still catches at least {100 * target:g}% of defaults"
+        if "confidence=" in method:
+            level = float(method.split("confidence=")[1].split()[0])
+            how += f" with {100 * level:g}% confidence (Wilson lower bound on recall)"
+            how += ", a target the validation defaults could not prove" if method.endswith("not met") else ""
     elif method.startswith("cost_fn_fp="):
         how += f" to minimise expected cost, a missed default costing {method.split('=')[1]}x a false alarm"
     elif method:
@@ -141,17 +144,114 @@ def _comparison_section(metrics: Mapping[str, Any]) -> list[str]:
     lines = [
         "## Model comparison (test split, each model's threshold chosen on validation by the same rule)",
         "",
-        "| Model | Val ROC-AUC | Test ROC-AUC | Test PR-AUC | Recall at threshold | False negatives |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| Model | Val ROC-AUC | Test ROC-AUC | Test ROC-AUC 95% CI | Test PR-AUC | Recall at threshold "
+        "| False negatives |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, m in rows:
+        ci = m.get("test_auroc_ci")
+        interval = f"{_fmt(ci['low'])} to {_fmt(ci['high'])}" if ci else "n/a"
         lines.append(
-            f"| {_cell(name)} | {_fmt(m.get('val_auroc'))} | {_fmt(m.get('test_auroc'))} | {_fmt(m.get('test_pr_auc'))} "
-            f"| {_pct(m.get('recall_at_threshold'))} | {_fmt(m.get('false_negatives'))} |"
+            f"| {_cell(name)} | {_fmt(m.get('val_auroc'))} | {_fmt(m.get('test_auroc'))} | {interval} "
+            f"| {_fmt(m.get('test_pr_auc'))} | {_pct(m.get('recall_at_threshold'))} | {_fmt(m.get('false_negatives'))} |"
         )
     if metrics.get("oracle_auroc") is not None:
-        lines.append(f"| Oracle (true PD, synthetic data) | | {_fmt(metrics['oracle_auroc'])} | | | |")
+        lines.append(f"| Oracle (true PD, synthetic data) | | {_fmt(metrics['oracle_auroc'])} | | | | |")
     return [*lines, ""]
+
+
+def ci_text(ci: Mapping[str, Any] | None, key: str, digits: int = 4, pct: bool = False) -> str:
+    """``0.8123 (95% CI 0.80-0.82)`` from an interval dict of ``uncertainty``; "n/a" without one."""
+    if not ci:
+        return "n/a"
+    f = _pct if pct else (lambda v: _fmt(v, digits))
+    level = f"{100 * ci.get('level', 0.95):g}%"
+    return f"{f(ci[key])} ({level} CI {f(ci['low'])} to {f(ci['high'])})"
+
+
+def _uncertainty_lines(metrics: Mapping[str, Any]) -> list[str]:
+    diff = metrics.get("auroc_diff_vs_best_ci")
+    lines = []
+    if metrics.get("test_auroc_ci"):
+        lines.append(f"Test ROC-AUC (DeLong): {ci_text(metrics['test_auroc_ci'], 'auroc')}.")
+    if metrics.get("recall_at_threshold_ci"):
+        lines.append(f"Recall at threshold (Wilson): {ci_text(metrics['recall_at_threshold_ci'], 'recall', pct=True)}.")
+    if diff:
+        name = MODEL_NAMES.get(diff["baseline"], diff["baseline"])
+        lines.append(
+            f"ANN minus {name} (best baseline on validation), paired on the same test loans: "
+            f"{ci_text(diff, 'diff')}, p = {diff['p_value']:.3g}."
+        )
+    return [" ".join(lines), ""] if lines else []
+
+
+def _cell_row(name: str, c: Mapping[str, Any]) -> str:
+    mark = " (small)" if c.get("small") else ""
+    return (
+        f"| {_cell(name)}{mark} | {_fmt(c['n'])} | {_fmt(c['defaults'])} | {_fmt(c['auroc'])} | {_fmt(c['gini'])} "
+        f"| {_fmt(c['ks'])} |"
+    )
+
+
+def _validation_sections(metrics: Mapping[str, Any]) -> list[str]:
+    v = metrics.get("validation")
+    if not v:
+        return []
+    head = ["| Cell | Loans | Defaults | ROC-AUC | Gini | KS |", "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "## Discrimination",
+        "",
+        f"All test loans: ROC-AUC {_fmt(v['auroc'])}, Gini {_fmt(v['gini'])}, KS {_fmt(v['ks'])}. "
+        f"Cells with fewer than {v['min_defaults']} defaults (or non-defaults) are marked small.",
+        "",
+    ]
+    for unit, cells in (v.get("by_vintage") or {}).items():
+        lines += [f"By origination {unit}:", "", *head, *(_cell_row(k, c) for k, c in cells.items()), ""]
+    for field, cells in (v.get("by_segment") or {}).items():
+        lines += [f"By {field.replace('_', ' ')}:", "", *head, *(_cell_row(k, c) for k, c in cells.items()), ""]
+    fit = v.get("calibration_fit") or {}
+    lines += [
+        "## Calibration (Jeffreys test per risk grade)",
+        "",
+        f"A grade fails when its one-sided Jeffreys p-value is below {v.get('calibration_alpha')} (PD underestimated). "
+        f"Calibration intercept {_fmt(fit.get('intercept'))}, slope {_fmt(fit.get('slope'))} (ideal 0 and 1).",
+        "",
+        "| Grade | Loans | Defaults | Mean predicted PD | Observed rate | Jeffreys p | Result |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    grades = {**v["calibration"], "portfolio": v.get("calibration_portfolio")}
+    for name, c in grades.items():
+        if c is None:
+            continue
+        result = "n/a" if c["pass"] is None else "pass" if c["pass"] else "**FAIL**"
+        lines.append(
+            f"| {_cell(name)} | {_fmt(c['n'])} | {_fmt(c['defaults'])} | {_pct(c['predicted'])} "
+            f"| {_pct(c['observed'])} | {_fmt(c['jeffreys_p'], 3)} | {result} |"
+        )
+    lines.append("")
+    if v.get("csi") is not None:
+        lines += [
+            "## Stability (training vs test; < 0.1 green, 0.1-0.25 amber, > 0.25 red)",
+            "",
+            f"Score PSI {_fmt(v.get('psi_score'))} ({v.get('psi_score_light')}). "
+            f"Red fields: {', '.join(v.get('fields_red') or []) or 'none'}; "
+            f"amber: {', '.join(v.get('fields_amber') or []) or 'none'}.",
+            "",
+        ]
+    if v.get("backtest"):
+        lines += [
+            "## Back-test on later vintages",
+            "",
+            "| Vintage | Loans | Defaults | Mean predicted PD | Observed rate | Jeffreys p | ROC-AUC |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, c in v["backtest"].items():
+            lines.append(
+                f"| {_cell(name)} | {_fmt(c['n'])} | {_fmt(c['defaults'])} | {_pct(c['predicted'])} "
+                f"| {_pct(c['observed'])} | {_fmt(c['jeffreys_p'], 3)} | {_fmt(c['auroc'])} |"
+            )
+        lines.append("")
+    return lines
 
 
 def _shap_section(metrics: Mapping[str, Any], top: int) -> list[str]:
@@ -201,6 +301,7 @@ def write_report_md(
         f"| KS statistic | {_fmt(metrics.get('test_ks'))} |",
         f"| Brier score (lower is better) | {_fmt(metrics.get('test_brier'))} |",
         "",
+        *_uncertainty_lines(metrics),
         "## Decision threshold",
         "",
         _threshold_sentence(metrics),
@@ -211,6 +312,7 @@ def write_report_md(
         "",
         *_confusion_section(metrics),
         *_comparison_section(metrics),
+        *_validation_sections(metrics),
         *_shap_section(metrics, top_features),
         *_plots_section(run_dir, plot_paths or {}),
     ]

@@ -8,6 +8,7 @@ scored on the same rows, hence the paired difference.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -95,3 +96,32 @@ def recall_ci(true_positives: int, positives: int, level: float = 0.95) -> dict[
     low, high = wilson_interval(true_positives, positives, level)
     return {"recall": true_positives / positives, "low": float(low), "high": float(high), "level": level,
             "method": "wilson", "defaults": int(positives)}  # fmt: skip
+
+
+def report_intervals(
+    y_test: ArrayLike, p_test: ArrayLike, test_metrics: dict, baselines: dict, level: float = 0.95
+) -> dict[str, Any]:
+    """The intervals of metrics.json: ``test_auroc_ci``, ``recall_at_threshold_ci``, per baseline ``test_auroc_ci``
+    and ``recall_at_threshold_ci``, and ``auroc_diff_vs_best_ci`` (ANN − the baseline with the best validation
+    ROC-AUC, chosen on validation so the test split does not pick its own comparison; paired on the same test rows).
+
+    ``baselines`` maps a name to a result with ``test_proba``, ``val_auroc`` and ``test_metrics`` (``BaselineResult``).
+    """
+    out: dict[str, Any] = {
+        "test_auroc_ci": auroc_ci(y_test, p_test, level),
+        "recall_at_threshold_ci": recall_ci(test_metrics["tp"], test_metrics["positives"], level),
+        "baselines": {
+            name: {
+                "test_auroc_ci": auroc_ci(y_test, r.test_proba, level),
+                "recall_at_threshold_ci": recall_ci(r.test_metrics["tp"], r.test_metrics["positives"], level),
+            }
+            for name, r in baselines.items()
+        },
+        "auroc_diff_vs_best_ci": None,
+    }
+    scored = {name: r for name, r in baselines.items() if r.val_auroc is not None}
+    if scored:
+        best = max(scored, key=lambda name: scored[name].val_auroc)
+        diff = auroc_diff_ci(y_test, p_test, scored[best].test_proba, level)
+        out["auroc_diff_vs_best_ci"] = None if diff is None else {"baseline": best, **diff}
+    return out
