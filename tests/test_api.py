@@ -19,8 +19,10 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
-from demo_bundle import demo_loans, loan_requests, reference_scores
+import torch
+from demo_bundle import demo_loans, loan_requests
 from fastapi.testclient import TestClient
 
 from loan_default.core.bundle import BundleError
@@ -68,22 +70,35 @@ def test_batch_matches_in_process_bundle_and_keeps_order(client, bundle, loans):
     assert [p["loan_id"] for p in response.json()["predictions"]] == [loan["loan_id"] for loan in loans]
 
 
-def test_decision_band_and_outlier_follow_the_bundle(client, bundle, loans):
+def test_scores_match_an_independent_computation(client, bundle, loans):
+    """Oracle apart from the serving code (Scorer, Bundle.logits/predict_proba/risk_bands): the bundle's Preprocessor
+    on a DataFrame, its network called directly, the sigmoid, decision and bands worked by hand from decision.json."""
     body = client.post("/predict", json=loans).json()
-    expected = reference_scores(bundle, loans)
     got = body["predictions"]
-    assert body["threshold"] == pytest.approx(bundle.threshold)
-    assert [p["decision"] for p in got] == list(expected["decision"])
-    assert [p["risk_band"] for p in got] == list(expected["risk_band"])
-    np.testing.assert_allclose([p["outlier_score"] for p in got], expected["outlier_score"], rtol=0, atol=1e-9)
-    assert [p["is_outlier"] for p in got] == list(expected["is_outlier"])
+    frame = pd.DataFrame([{k: loan.get(k) for k in FEATURE_FIELDS} for loan in loans])
+    x_num, x_cat = bundle.preprocessor.transform(frame)
+    with torch.inference_mode():
+        logits = bundle.net(torch.from_numpy(x_num), torch.from_numpy(x_cat))[:, 0].double().numpy()
+    probability = [1 / (1 + math.exp(-(z + bundle.logit_offset))) for z in logits]
+    decision = json.loads((bundle.path / "decision.json").read_text())
+    threshold, bands = decision["threshold"], decision["risk_bands"]
+    band = [next(b["name"] for b in bands if p < b["upper"] or b is bands[-1]) for p in probability]
+    np.testing.assert_allclose([p["default_probability"] for p in got], probability, rtol=0, atol=TOL)
+    assert body["threshold"] == pytest.approx(threshold)
+    assert [p["decision"] for p in got] == ["default" if p >= threshold else "no_default" for p in probability]
+    assert [p["risk_band"] for p in got] == band
     assert {p["decision"] for p in got} == {"default", "no_default"}  # the sample exercises both sides
+    assert len(set(band)) >= 2
+    # The outlier score itself is the exported detector's (checked against PyOD in test_outliers); the flag is not.
+    outlier = bundle.outlier.score(bundle.preprocessor.outlier_matrix(frame))
+    np.testing.assert_allclose([p["outlier_score"] for p in got], outlier, rtol=0, atol=1e-9)
+    assert [p["is_outlier"] for p in got] == [bool(s > bundle.outlier.threshold) for s in outlier]
 
 
 def test_sentinel_codes_mean_missing(client, bundle):
     omitted = probabilities(client.post("/predict", json=EXAMPLE_SPARSE_LOAN))
     blank = probabilities(client.post("/predict", json={**EXAMPLE_SPARSE_LOAN, "credit_score": None}))
-    sentinel = probabilities(client.post("/predict", json={**EXAMPLE_SPARSE_LOAN, "credit_score": "9999"}))
+    sentinel = probabilities(client.post("/predict", json={**EXAMPLE_SPARSE_LOAN, "credit_score": 9999}))
     np.testing.assert_array_equal(omitted, blank)
     np.testing.assert_array_equal(omitted, sentinel)
     np.testing.assert_allclose(sentinel, bundle.predict_proba([EXAMPLE_SPARSE_LOAN]), rtol=0, atol=TOL)
@@ -112,9 +127,19 @@ def test_invocations_refuses_other_formats(client):
     both = {"dataframe_records": [EXAMPLE_LOAN], "dataframe_split": {"columns": [], "data": []}}
     assert "exactly one" in client.post("/invocations", json=both).text
     assert client.post("/invocations", content=b"x", headers={"Content-Type": "application/xml"}).status_code == 415
-    short_row = {"dataframe_split": {"columns": ["orig_rate", "orig_upb"], "data": [[5.0]]}}
+    columns = ["first_payment_date", "orig_upb", "orig_rate", "orig_term"]
+    short_row = {"dataframe_split": {"columns": columns, "data": [[201901, 1000, 5.0]]}}
     error = client.post("/invocations", json=short_row).json()["detail"][0]
     assert error["loc"] == ["body", "dataframe_split", "data", 0]
+    # Columns are checked even without rows: unknown or duplicated names, required ones absent.
+    for bad in (["orig_upb", "orig_upb"], ["orig_upb", "orig_rate"], [*columns, "nonsense"]):
+        answer = client.post("/invocations", json={"dataframe_split": {"columns": bad, "data": []}})
+        assert answer.status_code == 422, bad
+    empty = client.post("/invocations", json={"dataframe_split": {"columns": columns, "data": []}})
+    assert empty.json() == {"predictions": []}
+    for csv_body in ("", "orig_upb,orig_rate\n", "{}"):
+        answer = client.post("/invocations", content=csv_body, headers={"Content-Type": "text/csv"})
+        assert answer.status_code == 422, csv_body
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -143,12 +168,32 @@ def test_bad_field_gets_422_naming_it(client, change, field, words):
     assert words in error["msg"]
 
 
+def test_json_takes_the_types_the_schema_gives_and_csv_takes_text(client):
+    """JSON: numbers as numbers, codes exactly, digit codes and msa/postal_code also as integers (pandas reads them
+    so); CSV: every value is text, codes in any case, blank = missing. Both give the same score."""
+    typed = {**EXAMPLE_LOAN, "valuation_method": 2, "msa": 43580, "postal_code": 51100}
+    expected = probabilities(client.post("/predict", json=EXAMPLE_LOAN))
+    np.testing.assert_array_equal(probabilities(client.post("/predict", json=typed)), expected)
+    for field, value in (("credit_score", "758"), ("occupancy", "p"), ("occupancy", ""), ("seller_name", 7),
+                         ("msa", 4358), ("postal_code", 51123), ("first_payment_date", 189912)):  # fmt: skip
+        answer = client.post("/predict", json={**EXAMPLE_LOAN, field: value})
+        assert answer.status_code == 422, (field, value)
+        assert answer.json()["detail"][0]["loc"] == ["body", "loan", field]
+    text = {**EXAMPLE_LOAN, "occupancy": " p ", "credit_score": "758", "dti": ""}
+    body = ",".join(text) + "\n" + ",".join(str(v) for v in text.values()) + "\n"
+    answer = client.post("/invocations", content=body, headers={"Content-Type": "text/csv"})
+    blank_dti = probabilities(client.post("/predict", json={**EXAMPLE_LOAN, "dti": None}))
+    np.testing.assert_array_equal(probabilities(answer), blank_dti)
+
+
 def test_missing_required_field_and_batch_position_are_named(client):
     loan = {k: v for k, v in EXAMPLE_LOAN.items() if k != "orig_rate"}
     error = client.post("/predict", json=[EXAMPLE_LOAN, loan]).json()["detail"][0]
     assert error["loc"] == ["body", "loans", 1, "orig_rate"] and error["type"] == "missing"
     csv_error = client.post(
-        "/invocations", content="orig_upb,orig_rate\n1000,x\n", headers={"Content-Type": "text/csv"}
+        "/invocations",
+        content="first_payment_date,orig_upb,orig_rate,orig_term\n201901,1000,x,360\n",
+        headers={"Content-Type": "text/csv"},
     ).json()["detail"]
     assert ["body", "csv", 0, "orig_rate"] in [e["loc"] for e in csv_error]
 
@@ -290,7 +335,17 @@ def test_openapi_documents_fields_and_examples(client):
     score = loan["properties"]["credit_score"]["anyOf"]
     assert {"type": "integer", "minimum": 300, "maximum": 850} in score and {"const": 9999} in score
     assert set(spec["paths"]) >= {"/predict", "/explain", "/invocations", "/health", "/ready", "/metadata"}
-    assert "examples" in spec["paths"]["/invocations"]["post"]["requestBody"]["content"]["application/json"]
+    body = spec["paths"]["/invocations"]["post"]["requestBody"]["content"]
+    assert "examples" in body["application/json"] and "text/csv" in body
+    # Generated from the pydantic models: one format or the other, each closed to extra keys.
+    refs = [ref["$ref"].rsplit("/", 1)[1] for ref in body["application/json"]["schema"]["oneOf"]]
+    branches = [spec["components"]["schemas"][name] for name in refs]
+    assert [b["required"] for b in branches] == [["dataframe_split"], ["dataframe_records"]]
+    assert all(b["additionalProperties"] is False for b in branches)
+    date = loan["properties"]["first_payment_date"]["anyOf"]
+    assert {"type": "integer", "minimum": 201901, "maximum": 201912} in date and len(date) == 2099 - 1900 + 2
+    assert {"type": "integer", "enum": [1, 2, 3, 4, 9]} in loan["properties"]["valuation_method"]["anyOf"]
+    assert "security" not in spec["paths"]["/predict"]["post"]  # this client's server has no API key
     assert client.get("/docs").status_code == 200
 
 

@@ -57,25 +57,25 @@ bodies = loan_like | st.lists(loan_like, max_size=25) | json_values
 
 
 def field_value(name: str) -> st.SearchStrategy:
-    """Values the request model must accept for one field."""
+    """Values the JSON request model must accept for one field (what the OpenAPI schema admits)."""
     f = ORIGINATION_FIELDS[name]
-    missing = st.sampled_from([None, ""] + [int(c) if f.kind is not Kind.CODE else c for c in sorted(f.missing)])
+    missing = st.sampled_from([None] + [int(c) if f.kind is not Kind.CODE else c for c in sorted(f.missing)])
     if f.kind is Kind.DATE:
-        good = st.builds(lambda y, m: y * 100 + m, st.integers(1990, 2060), st.integers(1, 12))
-        return good | good.map(str)
+        return st.builds(lambda y, m: y * 100 + m, st.integers(1990, 2060), st.integers(1, 12))
     if f.kind is Kind.INT:
         good = st.integers(int(f.low if f.low is not None else 0), int(f.high if f.high is not None else 10**6))
-        return good | good.map(str) | good.map(float) | missing
+        return good | good.map(float) | missing
     if f.kind is Kind.FLOAT:
         good = st.floats(f.low or 0.0, f.high or 5e6, allow_nan=False)
-        return good | good.map(repr) | (st.none() if name not in REQUIRED_FIELDS else good)
+        return good | (st.none() if name not in REQUIRED_FIELDS else good)
     if f.kind is Kind.CODE:
-        codes = sorted((f.codes or set()) | f.missing | ({f.blank_means} if f.blank_means else set()))
-        return st.sampled_from(codes) | st.sampled_from(codes).map(str.lower) | st.sampled_from([None, ""])
+        codes = sorted(f.allowed)
+        digits = [int(c) for c in codes if c.isdigit()] if all(c.isdigit() for c in codes) else []
+        return st.sampled_from(codes) | st.none() | (st.sampled_from(digits) if digits else st.nothing())
     examples = {
-        "msa": st.from_regex(r"\A\d{5}\Z"),
+        "msa": st.from_regex(r"\A[0-9]{5}\Z") | st.integers(10_000, 99_999),
         "property_state": st.sampled_from(["CA", "FL", "TX", "NY", "GU", "ZZ"]),
-        "postal_code": st.from_regex(r"\A\d{3}00\Z"),
+        "postal_code": st.from_regex(r"\A[0-9]{3}00\Z") | st.integers(100, 999).map(lambda n: n * 100),
     }
     return examples.get(name, st.text(max_size=30)) | st.none()
 
@@ -86,11 +86,11 @@ def valid_loans(draw: st.DrawFn) -> dict:
     for name in FEATURE_FIELDS:
         if name in REQUIRED_FIELDS or draw(st.booleans()):
             value = draw(field_value(name))
-            if name in REQUIRED_FIELDS and value in (None, ""):
+            if name in REQUIRED_FIELDS and value is None:
                 continue  # drawn below instead
             loan[name] = value
     for name in REQUIRED_FIELDS:
-        while loan.get(name) in (None, ""):
+        while loan.get(name) is None:
             loan[name] = draw(field_value(name))
     return loan
 

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from loan_default.common.progress import progress_bar
 from loan_default.core.bundle import BundleError
 from loan_default.core.loading import open_scorer, resolve_bundle
-from loan_default.core.loan import FEATURE_FIELDS, Loan, validate_loan
+from loan_default.core.loan import FEATURE_FIELDS, LoanText, validate_loan
 from loan_default.core.scorer import Scorer
 from loan_default.freddie import reader
 from loan_default.freddie.errors import FreddieFileError, FreddieFormatError, SkipLog
@@ -126,7 +126,7 @@ def _line_reason(loan: dict[str, Any], skipped: SkipLog) -> str:
     if loan["loan_id"] is None:
         return "loan_id: blank, but every row needs one"
     try:
-        Loan.model_validate({k: v for k, v in loan.items() if k in Loan.model_fields})
+        LoanText.model_validate({k: v for k, v in loan.items() if k in LoanText.model_fields})
     except ValidationError as err:
         return describe(err)
     return "rejected by the file reader: " + "; ".join(f"{n} {r}" for r, n in sorted(skipped.counts.items()))

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 
 from loan_default import __version__
 from loan_default.core.loading import open_scorer, resolve_bundle
-from loan_default.serving import errors
+from loan_default.serving import errors, mlflow, openapi
 from loan_default.serving.metadata import metadata
 from loan_default.serving.routes import explain, health, invocations, predict
 from loan_default.serving.settings import ServeSettings, get_settings
@@ -68,6 +68,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     errors.install(app)
     for router in (predict.router, explain.router, invocations.router, health.router):
         app.include_router(router)
+    openapi.install(app, mlflow.openapi_body()[1])
     return app
 
 

@@ -12,6 +12,7 @@ from loan_default.core.loan import (  # noqa: F401  (re-exported for the routes)
     FEATURE_FIELDS,
     REQUIRED_FIELDS,
     Loan,
+    LoanText,
     as_record,
     validate_loan,
 )

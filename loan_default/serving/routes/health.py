@@ -33,7 +33,12 @@ async def ready(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready", "bundle": request.app.state.metadata["bundle"]})
 
 
-@router.get("/metadata", response_model=MetadataResponse, dependencies=[Security(require_api_key)])
+@router.get(
+    "/metadata",
+    response_model=MetadataResponse,
+    dependencies=[Security(require_api_key)],
+    responses={401: {"description": "API key missing"}, 403: {"description": "API key wrong"}},
+)
 async def metadata(request: Request) -> dict[str, Any]:
     """Model name and version, input fields with types and valid ranges, threshold, risk bands, training metrics."""
     return request.app.state.metadata

@@ -19,8 +19,12 @@ router = APIRouter(tags=["mlflow"], dependencies=[Security(require_api_key)])
 @router.post(
     "/invocations",
     response_model=InvocationsResponse,
-    responses={**LIMIT_RESPONSES, 415: {"description": "Content-Type other than JSON or CSV"}},
-    openapi_extra=mlflow.OPENAPI_BODY,
+    responses={
+        **LIMIT_RESPONSES,
+        415: {"description": "Content-Type other than JSON or CSV"},
+        422: {"description": "A loan, a row or the body's shape is not valid; `detail` names where"},
+    },
+    openapi_extra=mlflow.openapi_body()[0],
 )
 async def invocations(request: Request, scorer: ScorerDep, settings: SettingsDep) -> dict[str, Any]:
     """MLflow scoring protocol: dataframe_split, dataframe_records or CSV in; {"predictions": [...]} out."""

@@ -15,6 +15,7 @@ from loan_default.serving.security import require_api_key
 router = APIRouter(tags=["scoring"], dependencies=[Security(require_api_key)])
 
 LIMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The body could not be read (not UTF-8, or not the declared content)"},
     401: {"description": "API key missing"},
     403: {"description": "API key wrong"},
     413: {"description": "Request body or number of loans over the server's limit"},
