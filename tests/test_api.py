@@ -296,6 +296,34 @@ def test_settings_reach_uvicorn_workers_through_the_environment(bundle_path, mon
     assert ServeSettings() == settings
 
 
+def test_serve_defaults_have_one_home(monkeypatch):
+    """conf/serve.yaml composes over ServeSettings' defaults: the same keys and values as `uvicorn --factory` gets from
+    ServeSettings(); a misspelt key fails at composition (Hydra) or validation (`+key=`), naming it."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import ConfigCompositionException
+    from omegaconf import OmegaConf
+    from pydantic import ValidationError
+
+    from loan_default.serving.settings import register_with_hydra
+
+    for name in [n for n in os.environ if n.startswith("LOAN_DEFAULT_SERVE_") or n == "LOAN_DEFAULT_ROOT"]:
+        monkeypatch.delenv(name)
+    register_with_hydra()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = OmegaConf.to_container(compose("serve"), resolve=True)
+        assert set(cfg) == set(ServeSettings.model_fields)
+        assert ServeSettings(**cfg) == ServeSettings()
+        assert ServeSettings(**cfg).bundle_root == Path("logs")
+        assert compose("serve", overrides=["port=8080"]).port == 8080
+        with pytest.raises(ConfigCompositionException, match="prot"):
+            compose("serve", overrides=["prot=8080"])
+        appended = OmegaConf.to_container(compose("serve", overrides=["+prot=8080"]))
+    with pytest.raises(ValidationError, match="prot"):
+        ServeSettings(**appended)
+
+
 def test_serve_without_bundle_tells_the_user_to_train(tmp_path):
     env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
     result = subprocess.run(

@@ -1,12 +1,14 @@
-"""Server settings: from `conf/serve.yaml` through `serve.py`, or from ``LOAN_DEFAULT_SERVE_*`` environment variables
-(how uvicorn's worker processes receive them, and how `uvicorn --factory loan_default.serving.app:create_app` is
-configured)."""
+"""Server settings, and the one home of their defaults: `serve.py` registers them with Hydra (`register_with_hydra`,
+under `conf/serve.yaml`, which only overrides), and ``LOAN_DEFAULT_SERVE_*`` environment variables set them for
+uvicorn's worker processes and for `uvicorn --factory loan_default.serving.app:create_app`. An unknown key fails at
+startup, naming it."""
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,7 +22,11 @@ class ServeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
 
     bundle: Path | None = Field(None, description="Bundle folder; None = the newest bundle under bundle_root")
-    bundle_root: Path = Field(Path("logs"), description="Where training runs write their bundles")
+    bundle_root: Path = Field(
+        default_factory=lambda: Path(os.environ.get("LOAN_DEFAULT_ROOT", ".")) / "logs",
+        description="Where training runs write their bundles: logs/ under $LOAN_DEFAULT_ROOT or the current folder, "
+        "as train.py's paths.log_dir",
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1, description="uvicorn worker processes (each loads the bundle once)")
@@ -44,3 +50,19 @@ class ServeSettings(BaseSettings):
 def get_settings() -> ServeSettings:
     """Settings from the environment, read once."""
     return ServeSettings()
+
+
+HYDRA_NODE = "serve_settings"
+
+
+def defaults() -> dict[str, Any]:
+    """Every setting with its default, as plain YAML values (paths as text)."""
+    return ServeSettings.model_construct().model_dump(mode="json")
+
+
+def register_with_hydra() -> None:
+    """Store the defaults as Hydra config `serve_settings`, which `conf/serve.yaml` lists first: Hydra then refuses
+    an override of a key that is not a setting (``port=`` works, ``prot=`` fails naming it)."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=HYDRA_NODE, node=defaults())
