@@ -6,6 +6,7 @@ import json
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from loan_default.training.evaluation.metrics import binary_metrics, mean_abs_shap
@@ -31,8 +32,10 @@ def metrics():
         binary_metrics(y[test], p[test], choice.threshold),
         choice,
         val_auroc=binary_metrics(y[val], p[val], 0.5)["auroc"],
-        splits={name: {"rows": int(y[part].size), "default_rate": float(y[part].mean())}
-                for name, part in (("train", slice(None)), ("val", val), ("test", test))},
+        splits={
+            name: {"rows": int(y[part].size), "default_rate": float(y[part].mean())}
+            for name, part in (("train", slice(None)), ("val", val), ("test", test))
+        },
         baselines=baselines,
         shap_top_features=mean_abs_shap(shap_values, ["fico", "ltv", "dti|x"], display_names={"ltv": "Loan-to-value"}),
         oracle_auroc=0.7891,
@@ -91,3 +94,25 @@ def test_report_tolerates_missing_optional_keys(tmp_path):
     text = write_report_md(tmp_path, minimal).read_text()
     assert "0.7000" in text and "a missed default costing 5x a false alarm" in text
     assert "Oracle" not in text and "SHAP" not in text and "## Data" not in text
+
+
+def test_report_shows_intervals_and_the_validation_sections(tmp_path, metrics):
+    from loan_default.training.evaluation.validation import validate
+
+    rng = np.random.default_rng(1)
+    p = rng.beta(1, 12, 4000)
+    frame = pd.DataFrame({"default": (rng.random(4000) < 2 * p).astype(int), "vintage_year": 2010, "channel": "R"})
+    metrics = {
+        **metrics,
+        "test_auroc_ci": {"auroc": 0.71, "low": 0.6812, "high": 0.7388, "se": 0.01, "level": 0.95},
+        "recall_at_threshold_ci": {"recall": 0.9, "low": 0.85, "high": 0.93, "level": 0.95},
+        "auroc_diff_vs_best_ci": {"baseline": "lightgbm", "diff": -0.02, "low": -0.05, "high": 0.01, "p_value": 0.2},
+        "validation": validate(frame, p, threshold=0.1),  # PDs half the true rate: the portfolio fails
+    }
+    text = write_report_md(tmp_path, metrics).read_text()
+    assert "0.7100 (95% CI 0.6812 to 0.7388)" in text and "90.00% (95% CI 85.00% to 93.00%)" in text
+    assert "ANN minus LightGBM (best baseline on validation)" in text and "-0.0500 to 0.0100" in text
+    assert "## Discrimination" in text and "By origination year:" in text and "By channel:" in text
+    portfolio = next(line for line in text.splitlines() if line.startswith("| portfolio |"))
+    assert portfolio.endswith("| **FAIL** |")
+    assert "## Stability" not in text and "## Back-test" not in text  # no reference, not out-of-time

@@ -166,10 +166,12 @@ def _validation(cfg: DictConfig, dm, proba: dict[str, np.ndarray], threshold: fl
     later = None
     if OmegaConf.select(cfg, "data.split.method", default=None) == "out_of_time":
         later = (pd.concat([dm.frame("val"), dm.frame("test")]), np.r_[proba["val"], proba["test"]])
-    return validate(
+    result = validate(
         dm.frame("test"), proba["test"], threshold=threshold, reference=reference, later=later,
         alpha=float(settings.get("alpha", 0.05)), min_defaults=int(settings.get("min_defaults", 20)),
     )  # fmt: skip
+    result["stability_against"] = "test (the out-of-time vintages)" if later is not None else "test"
+    return result
 
 
 def _background(dm, rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -231,7 +231,7 @@ def _validation_sections(metrics: Mapping[str, Any]) -> list[str]:
     lines.append("")
     if v.get("csi") is not None:
         lines += [
-            "## Stability (training vs test; < 0.1 green, 0.1-0.25 amber, > 0.25 red)",
+            f"## Stability (training vs {v.get('stability_against', 'test')}; < 0.1 green, 0.1-0.25 amber, > 0.25 red)",
             "",
             f"Score PSI {_fmt(v.get('psi_score'))} ({v.get('psi_score_light')}). "
             f"Red fields: {', '.join(v.get('fields_red') or []) or 'none'}; "

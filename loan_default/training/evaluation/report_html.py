@@ -168,7 +168,7 @@ def render_report_html(metrics: Mapping[str, Any], plot_paths: Mapping[str, str 
         diff_name=MODEL_NAMES.get(diff["baseline"], diff["baseline"]) if diff else "",
         diff_ci=ci_text(diff, "diff") if diff else "",
         threshold_sentence=_threshold_sentence(metrics),
-        stability_against=metrics.get("validation_stability_against", "test"),
+        stability_against=v.get("stability_against", "test"),
         images={name: _image(p) for name, p in plot_paths.items()},
         section_plots=SECTION_PLOTS,
         other_plots=[name for name in plot_paths if name not in placed],
