@@ -98,3 +98,16 @@ def test_calibration_bins_cover_every_row():
 def test_curves_need_both_classes(tmp_path):
     with pytest.raises(ValueError, match="both"):
         plots.plot_roc([0, 0, 0], [0.1, 0.2, 0.3], tmp_path / "roc.png")
+
+
+def test_calibration_bins_equal_sklearn_calibration_curve():
+    from sklearn.calibration import calibration_curve
+
+    rng = np.random.default_rng(5)
+    p = rng.beta(1, 12, 5000)
+    y = (rng.random(5000) < p).astype(int)
+    bins = plots.calibration_bins(y, p, n_bins=10)
+    observed, predicted = calibration_curve(y, p, n_bins=10, strategy="quantile")
+    np.testing.assert_allclose(bins["observed_rate"], observed, atol=1e-12)
+    np.testing.assert_allclose(bins["mean_predicted"], predicted, atol=1e-12)
+    assert bins["count"].sum() == 5000
