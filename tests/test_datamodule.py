@@ -43,6 +43,8 @@ def test_fitted_state_ignores_poisoned_validation_and_test_rows(tiny_root, fitte
     table.loc[rows, "credit_score"] = 1.0
     table.loc[rows, "orig_upb"] = 9e12
     table.loc[rows, "orig_rate"] = 29.0
+    for column in ("seller_name", "property_state"):  # plain strings, so a compact (categorical) table takes new values
+        table[column] = table[column].astype(object)
     table.loc[rows, "seller_name"] = "Poisoned Seller Inc"
     table.loc[rows, "property_state"] = "ZZ"
     monkeypatch.setattr(LoanDataModule, "_load_table", lambda self: (table, fitted.load_report))
