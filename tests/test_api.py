@@ -441,6 +441,10 @@ def test_serve_py_serves_with_two_workers(bundle_path, tmp_path):
         answer = httpx.post(f"http://127.0.0.1:{port}/predict", json=[EXAMPLE_LOAN, EXAMPLE_SPARSE_LOAN])
         assert answer.status_code == 200 and len(answer.json()["predictions"]) == 2
         assert httpx.post(f"http://127.0.0.1:{port}/predict", json=[EXAMPLE_LOAN] * 3).status_code == 413
+        for _ in range(4):  # whichever worker answers, /metrics adds up both (multiprocess mode, set by serve.py)
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            scored = [line for line in text.splitlines() if line.startswith("loan_default_default_probability_count")]
+            assert scored == ["loan_default_default_probability_count 2.0"]
     finally:
         server.send_signal(2)
         output = server.communicate(timeout=60)[0]

@@ -19,7 +19,9 @@ from loan_default import __version__
 from loan_default.core.loading import open_scorer, resolve_bundle
 from loan_default.serving import errors, mlflow, openapi
 from loan_default.serving.metadata import metadata
+from loan_default.serving.metrics import RequestMetrics
 from loan_default.serving.routes import explain, health, invocations, predict
+from loan_default.serving.routes import metrics as metrics_route
 from loan_default.serving.settings import ServeSettings, get_settings
 
 log = logging.getLogger(__name__)
@@ -66,8 +68,9 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     app.state.scorer = None
     app.state.api_key = None
     errors.install(app)
-    for router in (predict.router, explain.router, invocations.router, health.router):
+    for router in (predict.router, explain.router, invocations.router, health.router, metrics_route.router):
         app.include_router(router)
+    app.add_middleware(RequestMetrics)
     openapi.install(app, mlflow.openapi_body()[1])
     return app
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,16 +34,26 @@ def serve(config: Mapping[str, Any]) -> None:
     settings = settings.model_copy(update={"bundle": path.resolve()})
     # uvicorn's workers build the app from the environment, so every worker gets the same settings.
     os.environ.update(settings_env(settings))
-    uvicorn.run(
-        "loan_default.serving.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level,
-        access_log=settings.access_log,
-        log_config=log_config(settings.log_level),
-    )
+    # Several workers: Prometheus metrics go through files in one folder, which /metrics in any worker adds up.
+    metrics_dir = None
+    if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics_dir = tempfile.mkdtemp(prefix="loan-default-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        uvicorn.run(
+            "loan_default.serving.app:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level=settings.log_level,
+            access_log=settings.access_log,
+            log_config=log_config(settings.log_level),
+        )
+    finally:
+        if metrics_dir is not None:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def settings_env(settings: ServeSettings) -> dict[str, str]:

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Security
 from starlette.concurrency import run_in_threadpool
 
-from loan_default.serving import mlflow
+from loan_default.serving import metrics, mlflow
 from loan_default.serving.deps import ScorerDep, SettingsDep
 from loan_default.serving.routes.predict import LIMIT_RESPONSES
 from loan_default.serving.schemas import InvocationsResponse
@@ -32,6 +32,8 @@ async def invocations(request: Request, scorer: ScorerDep, settings: SettingsDep
 
     def score() -> list[dict[str, Any]]:
         loans = mlflow.parse(body, request.headers.get("content-type"), settings.max_batch)
-        return scorer.predict(loans)
+        scored = scorer.predict(loans)
+        metrics.observe_predictions(scored)
+        return scored
 
     return {"predictions": await run_in_threadpool(score)}

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, HTTPException, Response, Security
 from pydantic import BaseModel
 
 from loan_default.core.scorer import Scorer
+from loan_default.serving import metrics
 from loan_default.serving.deps import ScorerDep, SettingsDep
 from loan_default.serving.schemas import EXAMPLE_LOAN, EXAMPLE_SPARSE_LOAN, LoansBody, PredictResponse, as_record
 from loan_default.serving.security import require_api_key
@@ -54,4 +55,6 @@ def model_fields(scorer: Scorer) -> dict[str, Any]:
 def predict(body: LoansParam, scorer: ScorerDep, settings: SettingsDep) -> Response:
     """Default probability, decision at the model's threshold, risk band and outlier score for one loan or a list."""
     records = as_records(body, settings.max_batch, "max_batch")
-    return json_response(PredictResponse, {**model_fields(scorer), "predictions": scorer.predict(records)})
+    scored = scorer.predict(records)
+    metrics.observe_predictions(scored)
+    return json_response(PredictResponse, {**model_fields(scorer), "predictions": scored})
