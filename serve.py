@@ -8,11 +8,14 @@ saying to run `python train.py` first.
 from __future__ import annotations
 
 import hydra
+from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from loan_default.serving.settings import register_with_hydra
+from loan_default.serving.settings import HYDRA_NODE, defaults
 
-register_with_hydra()  # the keys and defaults of conf/serve.yaml: ServeSettings' own
+# The keys and defaults under conf/serve.yaml are ServeSettings' own: Hydra refuses an override of any other key
+# (``port=8080`` works, ``prot=8080`` fails naming it).
+ConfigStore.instance().store(name=HYDRA_NODE, node=defaults())
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="serve")

@@ -299,17 +299,18 @@ def test_settings_reach_uvicorn_workers_through_the_environment(bundle_path, mon
 def test_serve_defaults_have_one_home(monkeypatch):
     """conf/serve.yaml composes over ServeSettings' defaults: the same keys and values as `uvicorn --factory` gets from
     ServeSettings(); a misspelt key fails at composition (Hydra) or validation (`+key=`), naming it."""
+    import importlib.util
+
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import ConfigCompositionException
     from omegaconf import OmegaConf
     from pydantic import ValidationError
 
-    from loan_default.serving.settings import register_with_hydra
-
     for name in [n for n in os.environ if n.startswith("LOAN_DEFAULT_SERVE_") or n == "LOAN_DEFAULT_ROOT"]:
         monkeypatch.delenv(name)
-    register_with_hydra()
+    spec = importlib.util.spec_from_file_location("serve_entry", REPO / "serve.py")
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))  # registers ServeSettings' defaults with Hydra
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = OmegaConf.to_container(compose("serve"), resolve=True)

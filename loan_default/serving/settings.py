@@ -1,4 +1,4 @@
-"""Server settings, and the one home of their defaults: `serve.py` registers them with Hydra (`register_with_hydra`,
+"""Server settings, and the one home of their defaults: `serve.py` registers them with Hydra (as `serve_settings`,
 under `conf/serve.yaml`, which only overrides), and ``LOAN_DEFAULT_SERVE_*`` environment variables set them for
 uvicorn's worker processes and for `uvicorn --factory loan_default.serving.app:create_app`. An unknown key fails at
 startup, naming it."""
@@ -58,11 +58,3 @@ HYDRA_NODE = "serve_settings"
 def defaults() -> dict[str, Any]:
     """Every setting with its default, as plain YAML values (paths as text)."""
     return ServeSettings.model_construct().model_dump(mode="json")
-
-
-def register_with_hydra() -> None:
-    """Store the defaults as Hydra config `serve_settings`, which `conf/serve.yaml` lists first: Hydra then refuses
-    an override of a key that is not a setting (``port=`` works, ``prot=`` fails naming it)."""
-    from hydra.core.config_store import ConfigStore
-
-    ConfigStore.instance().store(name=HYDRA_NODE, node=defaults())
