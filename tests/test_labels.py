@@ -12,7 +12,7 @@ import pytest
 
 from loan_default.freddie.errors import FreddieDataWarning, FreddieFileError
 from loan_default.freddie.labels import LabelConfig, LabelReport, OutcomeAggregator, label_loans
-from loan_default.freddie.loans import DEFAULT_LABEL, load_loan_table
+from loan_default.freddie.loans import DEFAULT_LABEL, compact_loan_table, load_loan_table
 from loan_default.freddie.reader import read_origination, read_performance
 from tests.test_reader import orig_line, perf_line, write
 
@@ -404,3 +404,28 @@ def test_the_same_loan_in_two_vintages_is_an_error(tmp_path):
     _vintage(tmp_path, 2020, ["F19Q1000001"])
     with pytest.raises(FreddieFileError, match="appear in more than one vintage.*2019, 2020"):
         load_loan_table(folder=tmp_path)
+
+
+def test_compact_table_holds_the_same_values_in_narrower_dtypes(tmp_path):
+    """Codes become categoricals whose categories are the union over vintages, floats narrow only where exact."""
+    _vintage(tmp_path, 2019, ["F19Q1000001", "F19Q1000002"])
+    _vintage(tmp_path / "older", 2009, ["F09Q1000001"], layout_fields=31)  # mi_cancellation only in 2019
+    (tmp_path / "truth.csv").write_text("loan_id,true_pd,corrupted,corruption\nF19Q1000001,0.02,0,\n")
+    with pytest.warns(FreddieDataWarning):
+        wide, report = load_loan_table(folder=tmp_path)
+    with pytest.warns(FreddieDataWarning):
+        compact, compact_report = load_loan_table(folder=tmp_path, compact=True)
+    assert compact_report == report and list(compact.columns) == list(wide.columns)
+    odd_rate = wide["orig_rate"].to_numpy().copy()
+    odd_rate[0] = 3.99  # not a float32: must stay float64
+    assert compact_loan_table(wide.assign(orig_rate=odd_rate))["orig_rate"].dtype == np.float64
+    dtypes = compact.dtypes
+    assert isinstance(dtypes["mi_cancellation"], pd.CategoricalDtype) and isinstance(
+        dtypes["seller_name"], pd.CategoricalDtype
+    )
+    assert dtypes["credit_score"] == np.float32 and dtypes["vintage_year"] == np.int32
+    assert isinstance(dtypes["loan_id"], pd.StringDtype) and isinstance(dtypes["vintage"], pd.StringDtype)
+    assert dtypes["true_pd"] == np.float64  # 0.02 is not exact in float32
+    for name in wide.columns:  # every value unchanged: back to the wide dtype, the columns are equal
+        pd.testing.assert_series_equal(compact[name].astype(wide[name].dtype), wide[name], check_exact=True)
+    assert compact.memory_usage(deep=True).sum() < wide.memory_usage(deep=True).sum()

@@ -11,13 +11,14 @@ import pyarrow as pa
 import pytest
 
 from loan_default.freddie import schema
-from loan_default.freddie.errors import FreddieFileError
+from loan_default.freddie.errors import FreddieFileError, FreddieFormatError, SkipLog
 from loan_default.freddie.files import FilePair, Source, classify, find_file_pairs
 from loan_default.freddie.reader import (
     PERFORMANCE_SCHEMA,
     STATUS_REO,
     STATUS_UNKNOWN,
     detect_layout,
+    iter_origination,
     read_origination,
     read_performance,
 )
@@ -298,3 +299,24 @@ def test_folder_without_freddie_files(tmp_path):
     write(tmp_path / "notes.txt", ["hello"])
     with pytest.raises(FreddieFileError, match="no Freddie Mac files"):
         find_file_pairs(folder=tmp_path)
+
+
+def test_origination_in_chunks_equals_the_whole_file_and_finds_duplicates_across_chunks(tmp_path):
+    """Block size and chunk size small enough that the file comes in several pieces."""
+    ids = [f"F19Q1{i:07d}" for i in range(300)]
+    lines = [orig_line(loan_id=i, credit_score=600 + k % 200) for k, i in enumerate(ids)]
+    path = write(tmp_path / "o.txt", lines)
+    whole = read_origination(path)
+    chunks = list(iter_origination(path, chunk_rows=70, block_size=4096))
+    assert len(chunks) > 3 and all(len(frame) == len(at) for frame, at in chunks)
+    pd.testing.assert_frame_equal(pd.concat([f for f, _ in chunks], ignore_index=True), whole, check_exact=True)
+    assert np.concatenate([at for _, at in chunks]).tolist() == list(range(1, 301))
+
+    spoiled = write(tmp_path / "d.txt", [*lines, lines[3], lines[250]])  # duplicates far from their first lines
+    with pytest.raises(FreddieFormatError, match=r"line 301.*duplicate loan id \(first on line 4\)"):
+        list(iter_origination(spoiled, chunk_rows=70, block_size=4096))
+    skipped = SkipLog()
+    frames = [
+        f for f, _ in iter_origination(spoiled, on_bad_row="skip", skipped=skipped, chunk_rows=70, block_size=4096)
+    ]
+    assert sum(map(len, frames)) == 300 and skipped.counts == {"duplicate loan id": 2}

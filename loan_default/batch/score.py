@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
@@ -94,9 +95,9 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return columns.where(columns.notna(), None).to_dict("records")
 
 
-def _scan_lines(source: Source, kept_ids: set[str], skipped: SkipLog) -> tuple[dict[str, int], list[tuple]]:
-    """Second pass over a file whose reader dropped rows: the line of every kept loan, and each dropped line with
-    its reason (wrong field count, duplicate loan id, or the request model's complaint about its fields)."""
+def _scan_lines(source: Source, kept_lines: np.ndarray, skipped: SkipLog) -> list[tuple]:
+    """Second pass over a file whose reader dropped rows: each dropped line with its reason (wrong field count,
+    duplicate loan id, or the request model's complaint about its fields). `kept_lines[n]` is True for kept line n."""
     layout = reader.detect_layout(source, "origination", on_bad_row="skip")
     line_of: dict[str, int] = {}
     dropped = []
@@ -111,15 +112,15 @@ def _scan_lines(source: Source, kept_ids: set[str], skipped: SkipLog) -> tuple[d
                 continue
             loan = {name: value.strip() or None for name, value in zip(layout.columns, fields, strict=True)}
             loan_id = loan["loan_id"]
-            if loan_id in line_of:
+            if number < len(kept_lines) and kept_lines[number]:
+                line_of[loan_id] = number  # the occurrence the reader kept: later ones are its duplicates
+            elif loan_id in line_of:
                 dropped.append((number, loan_id, f"duplicate loan id (first on line {line_of[loan_id]})"))
-            elif loan_id in kept_ids:
-                line_of[loan_id] = number
             else:
                 if loan_id is not None:
                     line_of[loan_id] = number
                 dropped.append((number, loan_id, _line_reason(loan, skipped)))
-    return line_of, dropped
+    return dropped
 
 
 def _line_reason(loan: dict[str, Any], skipped: SkipLog) -> str:
@@ -133,25 +134,25 @@ def _line_reason(loan: dict[str, Any], skipped: SkipLog) -> str:
 
 
 def score_source(scorer: Scorer, source: Source, scores: Any, rejects: Any, chunk_rows: int, summary: Summary) -> None:
-    """Score one origination file, writing score rows and reject rows as it goes."""
+    """Score one origination file, writing score rows and reject rows as it goes.
+
+    The file is read, validated and scored `chunk_rows` loans at a time (`reader.iter_origination`), so memory stays
+    flat however large the file; only the ids seen (for duplicates) and one bit per line (for rejects) grow with it.
+    """
     skipped = SkipLog()
-    frame = reader.read_origination(source, on_bad_row="skip", skipped=skipped)
-    line_of: dict[str, int] = {}
-    n_rejected = 0
-    if skipped.counts:
-        line_of, dropped = _scan_lines(source, set(frame["loan_id"]), skipped)
-        for number, loan_id, reason in dropped:
-            rejects.writerow((source.name, number, loan_id, reason))
-        n_rejected += len(dropped)
-    n_scored = 0
-    bar = progress_bar(total=len(frame), unit="loan", desc=Path(source.member or source.path).name)
+    kept_lines = np.zeros(0, dtype=bool)
+    n_scored = n_rejected = 0
+    bar = progress_bar(unit="loan", unit_scale=True, desc=Path(source.member or source.path).name)
     try:
-        for start in range(0, len(frame), chunk_rows):
-            chunk = frame.iloc[start : start + chunk_rows]
+        for chunk, lines in reader.iter_origination(source, on_bad_row="skip", skipped=skipped, chunk_rows=chunk_rows):
+            if len(lines) and lines[-1] >= len(kept_lines):  # grow by doubling: amortised O(1) per line
+                grown = np.zeros(max(2 * len(kept_lines), int(lines[-1]) + 1), dtype=bool)
+                grown[: len(kept_lines)] = kept_lines
+                kept_lines = grown
+            kept_lines[lines] = True
             loans, reasons = validate(_records(chunk))
             for i, reason in reasons.items():
-                loan_id = chunk["loan_id"].iloc[i]
-                rejects.writerow((source.name, line_of.get(loan_id, start + i + 1), loan_id, reason))
+                rejects.writerow((source.name, int(lines[i]), chunk["loan_id"].iloc[i], reason))
             for record in scorer.predict(loans):
                 scores.writerow([record[c] for c in SCORE_COLUMNS])
             n_scored += len(loans)
@@ -159,6 +160,11 @@ def score_source(scorer: Scorer, source: Source, scores: Any, rejects: Any, chun
             bar.update(len(chunk))
     finally:
         bar.close()
+    if skipped.counts:
+        dropped = _scan_lines(source, kept_lines, skipped)
+        for number, loan_id, reason in dropped:
+            rejects.writerow((source.name, number, loan_id, reason))
+        n_rejected += len(dropped)
     summary.scored[source.name] = n_scored
     summary.rejected[source.name] = n_rejected
 

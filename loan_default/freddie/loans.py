@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,10 +15,13 @@ import pyarrow as pa
 from pandas.api.extensions import take
 
 from loan_default.common.progress import progress
+from loan_default.freddie import schema
 from loan_default.freddie.errors import FreddieDataWarning, FreddieFileError, SkipLog, check_policy
 from loan_default.freddie.files import FilePair, find_file_pairs
 from loan_default.freddie.labels import LabelConfig, LabelReport, OutcomeAggregator, label_loans
 from loan_default.freddie.reader import read_origination, read_performance
+
+log = logging.getLogger(__name__)
 
 DEFAULT_LABEL = LabelConfig()
 TRUTH_FILE = "truth.csv"
@@ -30,24 +35,74 @@ def load_loan_table(
     label: LabelConfig | Mapping = DEFAULT_LABEL,
     on_bad_row: str = "raise",
     truth: str | os.PathLike | None = None,
+    compact: bool = False,
 ) -> tuple[pd.DataFrame, LabelReport]:
     """The labelled loan table (one row per loan) and a report of what was read, labelled, dropped and skipped.
 
     Give an (origination, performance) pair or a folder (searched recursively, zips included). `truth` is a
     truth.csv to join (`true_pd`, `corrupted`); by default the folder's own truth.csv files are used when present.
+    `compact=True` gives the same values in `compact_loan_table`'s dtypes, each vintage compacted as soon as it is
+    read, so the full-width table never exists (training's in-memory form; the Parquet table keeps the wide dtypes).
     """
     check_policy(on_bad_row)
     config = label if isinstance(label, LabelConfig) else LabelConfig(**label)
     pairs = find_file_pairs(origination, performance, folder)
-    results = [load_pair(pair, config, on_bad_row) for pair in progress(pairs, desc="vintages", unit="vintage")]
+    started = time.perf_counter()
+    results = []
+    for pair in progress(pairs, desc="vintages", unit="vintage"):
+        frame, report = load_pair(pair, config, on_bad_row)
+        results.append((compact_loan_table(frame) if compact else frame, report))
     frames = [frame for frame, _ in results]
-    table = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    table = frames[0] if len(frames) == 1 else concat_tables(frames)
     report = LabelReport.combine(r for _, r in results)
     _check_unique_across(table, pairs, results)
     truth_files = [Path(truth)] if truth is not None else _truth_files(folder)
     if truth_files:
         table = join_truth(table, read_truth(truth_files))
+        table = compact_loan_table(table) if compact else table
+    seconds = time.perf_counter() - started
+    log.info(
+        "Read and labelled %s performance rows of %s loans in %.1f s (%s rows/s)",
+        f"{report.performance_rows:,}", f"{report.loans_read:,}", seconds,
+        f"{report.performance_rows / max(seconds, 1e-9):,.0f}",
+    )  # fmt: skip
     return table, report
+
+
+def compact_loan_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The same loan table in less memory, values unchanged: origination codes and names as categoricals, float64
+    columns as float32 where every value survives the round trip (counts, scores, dates, whole-dollar balances; not
+    rates), int64 as int32 where the values fit. The loan id, `vintage` and the other label strings stay strings
+    (`vintage.min()` needs an order; ids are unique, a categorical would only add codes).
+    """
+    columns = {}
+    for name in table.columns:
+        column = table[name]
+        field = schema.ORIGINATION_FIELDS.get(name)
+        if field is not None and name != "loan_id" and field.kind in (schema.Kind.CODE, schema.Kind.TEXT):
+            column = column.astype("category") if not isinstance(column.dtype, pd.CategoricalDtype) else column
+        elif column.dtype == np.float64:
+            values = column.to_numpy()
+            narrow = values.astype(np.float32)
+            if np.array_equal(narrow.astype(np.float64), values, equal_nan=True):
+                column = pd.Series(narrow, index=column.index, name=name)
+        elif column.dtype == np.int64 and len(column):
+            info = np.iinfo(np.int32)
+            if info.min <= column.min() and column.max() <= info.max:
+                column = column.astype(np.int32)
+        columns[name] = column
+    return pd.DataFrame(columns, index=table.index)
+
+
+def concat_tables(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """`pd.concat` that keeps categorical columns categorical when the frames' categories differ (their union)."""
+    first = frames[0]
+    for name in [name for name in first.columns if isinstance(first[name].dtype, pd.CategoricalDtype)]:
+        categories = [frame[name].cat.categories for frame in frames]
+        union = pd.Index(sorted(set().union(*categories)), dtype=categories[0].dtype)
+        for frame in frames:  # column by column, in place: no second copy of every frame at once
+            frame[name] = frame[name].cat.set_categories(union)
+    return pd.concat(frames, ignore_index=True)
 
 
 def load_pair(

@@ -533,6 +533,69 @@ def read_origination(
     return frame
 
 
+def iter_origination(
+    source: Source | str | os.PathLike,
+    *,
+    on_bad_row: str = "raise",
+    skipped: SkipLog | None = None,
+    chunk_rows: int = 20_000,
+    block_size: int = ORIGINATION_BLOCK_SIZE,
+) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
+    """`read_origination` in pieces: (frame of about `chunk_rows` loans, their file line numbers), in file order, so
+    a file of any size is read in flat memory. Same columns, dtypes, checks and policy; a duplicate loan id is found
+    across the whole file (the ids seen so far are kept: ~100 bytes a loan, the one thing that grows with the file).
+    """
+    check_policy(on_bad_row)
+    source = _as_source(source)
+    log = SkipLog() if skipped is None else skipped
+    layout = detect_layout(source, "origination", on_bad_row)
+    scan = _FileScan(source, layout, on_bad_row, log)
+    fields = [layout.fields[c] for c in layout.columns]
+    first_line: dict[str, int] = {}
+    rest, rest_lines = pa.table({}), np.zeros(0, dtype=np.int64)  # parsed rows not yet handed out
+    any_rows = 0
+    for values, line_numbers in scan.batches(fields, {"loan_id"}, block_size):
+        block = pa.table(values)
+        rest = block if rest.num_columns == 0 else pa.concat_tables([rest, block])  # zero-copy: chunks are kept
+        rest_lines = np.concatenate([rest_lines, line_numbers])
+        while rest.num_rows >= chunk_rows:
+            head, at = rest.slice(0, chunk_rows), rest_lines[:chunk_rows]
+            rest, rest_lines = rest.slice(chunk_rows), rest_lines[chunk_rows:]
+            frame, at = _drop_seen(_origination_frame(head), at, scan, first_line)
+            any_rows += len(frame)
+            yield frame, at
+    if rest.num_rows:
+        frame, at = _drop_seen(_origination_frame(rest), rest_lines, scan, first_line)
+        any_rows += len(frame)
+        yield frame, at
+    if not any_rows:
+        raise FreddieFormatError(source.name, None, None, None, "no loan could be read from the origination file")
+    if skipped is None:
+        log.warn(source.name)
+
+
+def _drop_seen(
+    frame: pd.DataFrame, lines: np.ndarray, scan: _FileScan, first_line: dict[str, int]
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Rows whose loan id came earlier (in this chunk or an earlier one) are bad rows; `first_line` learns the rest."""
+    ids = frame["loan_id"].to_numpy(dtype=object)
+    duplicated = frame["loan_id"].duplicated(keep="first").to_numpy() | np.fromiter(
+        (i in first_line for i in ids), dtype=bool, count=len(ids)
+    )
+    if duplicated.any():
+        row = int(np.flatnonzero(duplicated)[0])
+        loan_id, line = ids[row], int(lines[row])
+        first_seen = first_line.get(loan_id) or int(lines[np.flatnonzero(ids == loan_id)[0]])
+        if scan.on_bad_row == "raise":
+            raise FreddieFormatError(
+                scan.source.name, line, "loan_id", loan_id, f"duplicate loan id (first on line {first_seen})"
+            )
+        scan.skipped.add(DUPLICATE_ID, int(duplicated.sum()), f"{scan.source.name}, line {line}, field 'loan_id'")
+        frame, lines, ids = frame.loc[~duplicated].reset_index(drop=True), lines[~duplicated], ids[~duplicated]
+    first_line.update(zip(ids.tolist(), lines.tolist(), strict=True))
+    return frame, lines
+
+
 def _origination_frame(table: pa.Table) -> pd.DataFrame:
     columns: dict[str, pd.Series] = {}
     n = table.num_rows

@@ -19,7 +19,7 @@ from loan_default.common.atomic import atomic_write, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: the compact table (categoricals, float32 where exact)
 
 
 def fingerprint(files: Iterable[Path], settings: dict) -> str:

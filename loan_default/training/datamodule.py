@@ -20,7 +20,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sequential
 from loan_default.core.preprocess import Preprocessor
 from loan_default.freddie.files import find_file_pairs
 from loan_default.freddie.labels import LabelConfig
-from loan_default.freddie.loans import load_loan_table
+from loan_default.freddie.loans import compact_loan_table, load_loan_table
 from loan_default.prep.source import load_prepared_table
 from loan_default.prep.table import read_manifest
 from loan_default.training.cache import cached_table, file_lock, fingerprint
@@ -196,7 +196,8 @@ class LoanDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------------------------------------------------
     def _load_table(self) -> tuple[pd.DataFrame, dict]:
         if self.source == "parquet":  # written once by python -m loan_default.prep: no raw files, no cache
-            return load_prepared_table(self.path, self.label if self.label_given else None)
+            table, report = load_prepared_table(self.path, self.label if self.label_given else None)
+            return compact_loan_table(table), report  # same values, ~1/3 of the memory (see compact_loan_table)
         pairs = find_file_pairs(folder=self.folder, origination=self.origination, performance=self.performance)
         files = sorted({s.path for pair in pairs for s in (pair.origination, pair.performance)})
         if self.folder is not None and (self.folder / "truth.csv").exists():
@@ -211,6 +212,7 @@ class LoanDataModule(L.LightningDataModule):
                 folder=self.folder,
                 label=self.label,
                 on_bad_row=self.on_bad_row,
+                compact=True,  # same values in ~1/3 of the memory; the cache stores this form
             )
             log.info("%s", report)
             return table, report.to_dict()
