@@ -11,6 +11,7 @@ from loan_default.freddie.labels import LabelConfig
 from loan_default.training import settings as st
 from loan_default.training.evaluation.threshold import choose_threshold
 from loan_default.training.outliers import OutlierFilter
+from loan_default.training.schedule import plan_schedule
 from loan_default.training.splits import split_loans
 from tests.conftest import compose_train_cfg
 
@@ -54,6 +55,7 @@ def test_misspelt_threshold_key_fails_before_any_data_is_read(tmp_path, monkeypa
         ("evaluation.shap_rows", 0, r"evaluation\.shap_rows: Input should be greater than or equal to 1"),
         ("evaluation.ci_level", 95, r"evaluation\.ci_level: Input should be less than 1"),
         ("evaluation.validation", {"alpah": 0.1}, r"evaluation\.validation\.alpah: unknown key \(known: alpha, min_"),
+        ("schedule.min_epoch", 3, r"schedule\.min_epoch: unknown key \(known: epoch_samples, max_batch_size"),
         ("threshold.confidense", 0.9, r"threshold\.confidense: unknown key \(known: confidence, cost_fn_fp, recall"),
     ],
 )
@@ -95,6 +97,7 @@ def test_unquoted_yaml_codes_are_accepted_as_the_consumer_accepts_them(tmp_path)
         (st.OutlierSettings, OutlierFilter, {"seed"}),
         (st.SplitSettings, split_loans, {"df", "seed", "label"}),
         (st.LabelSettings, LabelConfig, set()),
+        (st.ScheduleSettings, plan_schedule, set(st._SCHEDULE_SKIP)),
     ],
 )
 def test_signature_models_follow_their_consumer(model, target, skip):

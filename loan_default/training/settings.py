@@ -1,8 +1,9 @@
 """Typed settings for the config blocks that travel as plain dicts, checked once when a run starts.
 
-Hydra composes `threshold`, `evaluation`, `sampler`, `outlier`, `data.label`, `data.split` and `data.synthetic` and
-hands them on as dicts (``**cfg.threshold``, ``OmegaConf.to_container(cfg.sampler)``). A misspelt key there (from an
-experiment file, a ``+key=`` override or a local config) used to be ignored or to fail only after the data was read.
+Hydra composes `threshold`, `evaluation`, `sampler`, `outlier`, `schedule`, `data.label`, `data.split` and
+`data.synthetic` and hands them on as dicts (``**cfg.threshold``, ``OmegaConf.to_container(cfg.sampler)``). A
+misspelt key there (from an experiment file, a ``+key=`` override or a local config) used to be ignored or to fail
+only after the data was read.
 `validate_settings` checks them before anything runs and names the key: ``threshold.recal_target: unknown key``.
 
 Where a block is passed as keyword arguments to one function, its model is built from that function's signature
@@ -25,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from loan_default.freddie.labels import LabelConfig
 from loan_default.training.evaluation.threshold import choose_threshold
 from loan_default.training.outliers import OutlierFilter
+from loan_default.training.schedule import plan_schedule
 from loan_default.training.splits import split_loans
 
 
@@ -56,6 +58,9 @@ ThresholdSettings = signature_model("ThresholdSettings", choose_threshold, skip=
 OutlierSettings = signature_model("OutlierSettings", OutlierFilter, skip=("seed",))
 LabelSettings = signature_model("LabelSettings", LabelConfig)
 SplitSettings = signature_model("SplitSettings", split_loans, skip=("df", "seed", "label"))
+# The data module fills in the split's sizes, the sampler's share and data.batch_size.
+_SCHEDULE_SKIP = ("n_rows", "n_pos", "n_val_pos", "pos_fraction", "balanced", "batch_size")
+ScheduleSettings = signature_model("ScheduleSettings", plan_schedule, skip=_SCHEDULE_SKIP)
 
 
 def _synthetic_settings() -> type[Block]:
@@ -101,6 +106,7 @@ class Settings(Block):
     outlier: OutlierSettings  # type: ignore[valid-type]
     label: LabelSettings | None = None  # type: ignore[valid-type]  # data.label; null: the prepared table's label
     split: SplitSettings | None = None  # type: ignore[valid-type]  # data.split
+    schedule: ScheduleSettings | None = None  # type: ignore[valid-type]  # null: the schedule's own defaults
 
 
 # Where each Settings field lives in the composed config.
@@ -111,6 +117,7 @@ _PATHS: dict[str, str] = {
     "outlier": "outlier",
     "label": "data.label",
     "split": "data.split",
+    "schedule": "schedule",
 }
 
 
