@@ -20,7 +20,8 @@ from loan_default.core.loading import open_scorer, resolve_bundle
 from loan_default.serving import errors, mlflow, openapi
 from loan_default.serving.metadata import metadata
 from loan_default.serving.metrics import RequestMetrics
-from loan_default.serving.routes import explain, health, invocations, predict
+from loan_default.serving.monitoring import Window
+from loan_default.serving.routes import explain, health, invocations, monitoring, predict
 from loan_default.serving.routes import metrics as metrics_route
 from loan_default.serving.settings import ServeSettings, get_settings
 
@@ -42,6 +43,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         bundle = scorer.bundle
         app.state.metadata = metadata(bundle)
         app.state.api_key = os.environ.get(settings.api_key_env) or None
+        app.state.monitor = Window(bundle.monitoring, settings.monitoring_window)
         app.state.scorer = scorer
         log.info(
             "Serving %s %s from %s (API key %s)",
@@ -67,8 +69,16 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.scorer = None
     app.state.api_key = None
+    app.state.monitor = Window(None, 1)
     errors.install(app)
-    for router in (predict.router, explain.router, invocations.router, health.router, metrics_route.router):
+    for router in (
+        predict.router,
+        explain.router,
+        invocations.router,
+        health.router,
+        metrics_route.router,
+        monitoring.router,
+    ):
         app.include_router(router)
     app.add_middleware(RequestMetrics)
     openapi.install(app, mlflow.openapi_body()[1])

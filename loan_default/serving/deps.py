@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 
 from loan_default.core.scorer import Scorer
+from loan_default.serving.monitoring import Window
 from loan_default.serving.settings import ServeSettings
 
 
@@ -22,5 +23,10 @@ async def get_app_settings(request: Request) -> ServeSettings:
     return request.app.state.settings
 
 
+async def get_monitor(request: Request) -> Window:
+    return request.app.state.monitor
+
+
 ScorerDep = Annotated[Scorer, Depends(get_scorer)]
 SettingsDep = Annotated[ServeSettings, Depends(get_app_settings)]
+MonitorDep = Annotated[Window, Depends(get_monitor)]

@@ -101,6 +101,25 @@ class FeatureInfo(BaseModel):
     blank_means: str | None
 
 
+class MonitoringResponse(BaseModel):
+    """Drift of the loans this worker served lately (its window) against the bundle's training reference."""
+
+    available: bool = Field(description="False when the bundle has no monitoring reference (an older bundle)")
+    reason: str | None = Field(description="Why there is no comparison, when there is none")
+    window: dict[str, Any] = Field(description="rows compared, max_rows kept, served_since_start, since (epoch s)")
+    psi_floor: float | None = Field(None, description="Floor of an empty bin's fraction in PSI")
+    psi_score: float | None = Field(None, description="PSI of the default probabilities")
+    score_light: Literal["green", "amber", "red"] | None = None
+    score: dict[str, Any] | None = Field(None, description="The score's bins: fractions now and in training")
+    csi: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per field: psi, light, missing rates, share outside the training range, new categories, bins",
+    )
+    fields_red: list[str] = Field(default_factory=list)
+    fields_amber: list[str] = Field(default_factory=list)
+    status: Literal["stable", "drifted"] | None = Field(None, description="drifted when the score or a field is red")
+
+
 class MetadataResponse(BaseModel):
     """What the served model is, what it reads and how it was evaluated."""
 

@@ -38,6 +38,9 @@ class ServeSettings(BaseSettings):
     max_batch: int = Field(5000, ge=1, description="Most loans in one /predict or /invocations request (else 413)")
     max_explain_batch: int = Field(100, ge=1, description="Most loans in one /explain request (else 413)")
     max_body_bytes: int = Field(8 << 20, ge=1024, description="Largest request body in bytes (else 413)")
+    monitoring_window: int = Field(
+        10_000, ge=1, description="Loans each worker keeps (score and fields) for /monitoring: the most recent ones"
+    )
     top_k: int = Field(5, ge=1, le=50, description="Reasons per loan from /explain unless the request asks")
     torch_threads: int = Field(
         1, ge=1, description="torch intra-op threads: 1 is fastest for the small matrices of a request"

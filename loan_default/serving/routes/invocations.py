@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Security
 from starlette.concurrency import run_in_threadpool
 
 from loan_default.serving import metrics, mlflow
-from loan_default.serving.deps import ScorerDep, SettingsDep
+from loan_default.serving.deps import MonitorDep, ScorerDep, SettingsDep
 from loan_default.serving.routes.predict import LIMIT_RESPONSES
 from loan_default.serving.schemas import InvocationsResponse
 from loan_default.serving.security import require_api_key
@@ -26,7 +26,9 @@ router = APIRouter(tags=["mlflow"], dependencies=[Security(require_api_key)])
     },
     openapi_extra=mlflow.openapi_body()[0],
 )
-async def invocations(request: Request, scorer: ScorerDep, settings: SettingsDep) -> dict[str, Any]:
+async def invocations(
+    request: Request, scorer: ScorerDep, settings: SettingsDep, monitor: MonitorDep
+) -> dict[str, Any]:
     """MLflow scoring protocol: dataframe_split, dataframe_records or CSV in; {"predictions": [...]} out."""
     body = await request.body()  # JSON or CSV, so the body is read here rather than declared as a model
 
@@ -34,6 +36,7 @@ async def invocations(request: Request, scorer: ScorerDep, settings: SettingsDep
         loans = mlflow.parse(body, request.headers.get("content-type"), settings.max_batch)
         scored = scorer.predict(loans)
         metrics.observe_predictions(scored)
+        monitor.observe(loans, scored)
         return scored
 
     return {"predictions": await run_in_threadpool(score)}

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from loan_default.core.scorer import Scorer
 from loan_default.serving import metrics
-from loan_default.serving.deps import ScorerDep, SettingsDep
+from loan_default.serving.deps import MonitorDep, ScorerDep, SettingsDep
 from loan_default.serving.schemas import EXAMPLE_LOAN, EXAMPLE_SPARSE_LOAN, LoansBody, PredictResponse, as_record
 from loan_default.serving.security import require_api_key
 
@@ -52,9 +52,10 @@ def model_fields(scorer: Scorer) -> dict[str, Any]:
 
 
 @router.post("/predict", response_model=PredictResponse, responses=LIMIT_RESPONSES)
-def predict(body: LoansParam, scorer: ScorerDep, settings: SettingsDep) -> Response:
+def predict(body: LoansParam, scorer: ScorerDep, settings: SettingsDep, monitor: MonitorDep) -> Response:
     """Default probability, decision at the model's threshold, risk band and outlier score for one loan or a list."""
     records = as_records(body, settings.max_batch, "max_batch")
     scored = scorer.predict(records)
     metrics.observe_predictions(scored)
+    monitor.observe(records, scored)
     return json_response(PredictResponse, {**model_fields(scorer), "predictions": scored})
