@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 from pandas.api.extensions import take
 
-from loan_default.common.progress import progress
+from loan_default.common.progress import progress_bar
 from loan_default.freddie import schema
 from loan_default.freddie.errors import FreddieDataWarning, FreddieFileError, SkipLog, check_policy
 from loan_default.freddie.files import FilePair, find_file_pairs
@@ -49,9 +49,16 @@ def load_loan_table(
     pairs = find_file_pairs(origination, performance, folder)
     started = time.perf_counter()
     results = []
-    for pair in progress(pairs, desc="vintages", unit="vintage"):
-        frame, report = load_pair(pair, config, on_bad_row)
-        results.append((compact_loan_table(frame) if compact else frame, report))
+    bar = progress_bar(total=len(pairs), desc="read+label", unit="vintage")
+    try:
+        for pair in pairs:
+            frame, report = load_pair(pair, config, on_bad_row)
+            results.append((compact_loan_table(frame) if compact else frame, report))
+            rows = sum(r.performance_rows for _, r in results)
+            bar.set_postfix_str(f"{rows / (time.perf_counter() - started):,.0f} rows/s", refresh=False)
+            bar.update()
+    finally:
+        bar.close()
     frames = [frame for frame, _ in results]
     table = frames[0] if len(frames) == 1 else concat_tables(frames)
     report = LabelReport.combine(r for _, r in results)
