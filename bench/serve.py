@@ -9,7 +9,8 @@ Phases, each bounded in time or count:
 3. sequential: one client waiting on each answer (an underwriter): p50/p99 latency of single-loan POST /predict;
 4. loaded: `--concurrency` clients in a closed loop for `--duration` seconds: requests/s, p50/p99 under load;
 5. a 1,000-loan POST /predict (answers checked against in-process scores), single-loan POST /explain;
-6. RSS again: growth over phases 3-5 (a leak shows as growth).
+6. RSS again: growth over phases 3-5 (a leak shows as growth); GET /metrics: its /predict count (Prometheus metrics
+   are collected on every request) against the /predict answers this client received.
 
 `fraction_of_in_process` is HTTP requests/s (phase 4) over in-process loans/s (one thread, one loan at a time);
 `cpu_fraction_of_in_process` is in-process CPU per loan over the server's CPU per request, which other work on a
@@ -110,6 +111,28 @@ async def closed_loop(port: int, bodies: list[bytes], clients: int, seconds: flo
     started = time.perf_counter()
     await asyncio.gather(*(client(k) for k in range(clients)))
     return latencies, errors, time.perf_counter() - started
+
+
+async def get(port: int, path: str) -> bytes:
+    """One GET on a fresh connection (HTTP/1.0: the server closes it after the answer)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    return answer.split(b"\r\n\r\n", 1)[1]
+
+
+def counted_predicts(metrics_text: str) -> int:
+    """/predict answers with status 200 as the server's Prometheus counter has them."""
+    for line in metrics_text.splitlines():
+        if (
+            line.startswith("loan_default_http_requests_total{")
+            and 'endpoint="/predict"' in line
+            and ('status="200"' in line)
+        ):
+            return int(float(line.rsplit(" ", 1)[1]))
+    return 0
 
 
 async def timed_posts(port: int, path: str, bodies: list[bytes]) -> tuple[list[float], list[tuple[int, bytes]]]:
@@ -230,7 +253,7 @@ async def over_http(port: int, server: subprocess.Popen, loans: list[dict], args
     batch_body = json.dumps(loans[:BATCH]).encode()
     # Warm-up with every kind of request, so the allocator's high-water mark (a 1,000-loan batch) is reached
     # before the first RSS reading and growth afterwards means memory kept per request.
-    await closed_loop(port, singles, 2, 2.0 if args.quick else 5.0)
+    warm, warm_errors, _ = await closed_loop(port, singles, 2, 2.0 if args.quick else 5.0)
     await timed_posts(port, "/predict", [batch_body] * 2)
     await timed_posts(port, "/explain", singles[:20])
     rss_start = rss_mb(server.pid)
@@ -242,6 +265,10 @@ async def over_http(port: int, server: subprocess.Popen, loans: list[dict], args
     explain_times, explain_answers = await timed_posts(port, "/explain", singles[:100])
     rss_end = rss_mb(server.pid)
     answers = batch_answers + explain_answers
+    # /metrics is collected on every request: its /predict count must be what this client got answered.
+    sent = len(warm) - warm_errors + 2 + len(sequential) - seq_errors + len(loaded) - load_errors
+    sent += sum(status == 200 for status, _ in batch_answers)
+    counted = counted_predicts((await get(port, "/metrics")).decode())
     return {
         "p50_ms": percentile_ms(sequential, 50),
         "p99_ms": percentile_ms(sequential, 99),
@@ -255,6 +282,8 @@ async def over_http(port: int, server: subprocess.Popen, loans: list[dict], args
         "errors": seq_errors + load_errors + sum(status != 200 for status, _ in answers),
         "rss_start_mb": rss_start,
         "rss_growth_mb": rss_end - rss_start,
+        "metrics_predict_counted": counted,
+        "metrics_predict_sent": sent,
         "batch_probabilities": [p["default_probability"] for p in json.loads(batch_answers[-1][1])["predictions"]],
     }
 
@@ -320,6 +349,8 @@ def main() -> None:
         ("1,000-loan batch (ms)", result["batch1000_ms"], result["in_process_batch1000_ms"], "< 100"),
         ("/explain per loan (ms)", result["explain_ms_per_loan"], result["in_process_explain_ms"], "< 50"),
         ("errors", result["errors"], "", "0"),
+        ("/predict answers counted by /metrics", result["metrics_predict_counted"],
+         f"(sent {result['metrics_predict_sent']})", "equal"),
         ("server RSS growth (MB)", result["rss_growth_mb"], f"(start {result['rss_start_mb']} MB)", "~0"),
         ("CPU ms per single loan (server)", result["server_cpu_ms_per_request"],
          result["in_process_cpu_ms_per_loan"], ""),
