@@ -106,7 +106,7 @@ underestimated is below {{ v.calibration_alpha }}. Calibration intercept {{ num(
 <table><tr><th>Population</th><th>PSI / CSI</th><th>Light</th><th>Missing (train → test)</th><th>New categories</th></tr>
 <tr><td>score</td><td>{{ num(v.psi_score) }}</td><td><span class="light {{ v.psi_score_light or 'none' }}"></span>
 {{ v.psi_score_light }}</td><td></td><td></td></tr>
-{% for field, c in v.csi.items() %}<tr><td>{{ field }}</td><td>{{ num(c.psi) }}</td>
+{% for field, c in csi_rows %}<tr><td>{{ field }}</td><td>{{ num(c.psi) }}</td>
 <td><span class="light {{ c.light or 'none' }}"></span> {{ c.light }}</td>
 <td>{{ pct(c.missing_rate_ref) }} → {{ pct(c.missing_rate) }}</td><td>{{ c.new_categories | join(", ") }}</td></tr>
 {% endfor %}</table>
@@ -169,6 +169,7 @@ def render_report_html(metrics: Mapping[str, Any], plot_paths: Mapping[str, str 
         diff_ci=ci_text(diff, "diff") if diff else "",
         threshold_sentence=_threshold_sentence(metrics),
         stability_against=v.get("stability_against", "test"),
+        csi_rows=sorted((v.get("csi") or {}).items(), key=lambda item: -(item[1]["psi"] or 0.0)),  # worst first
         images={name: _image(p) for name, p in plot_paths.items()},
         section_plots=SECTION_PLOTS,
         other_plots=[name for name in plot_paths if name not in placed],
