@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LABEL = LabelConfig()
 TRUTH_FILE = "truth.csv"
+_STRING_DTYPE = pd.StringDtype("pyarrow")
 TRUTH_COLUMNS = ("loan_id", "true_pd", "corrupted")  # "corruption" (what was done) stays out: never a feature
 
 
@@ -87,7 +88,7 @@ def compact_loan_table(table: pd.DataFrame) -> pd.DataFrame:
         column = table[name]
         field = schema.ORIGINATION_FIELDS.get(name)
         if field is not None and name != "loan_id" and field.kind in (schema.Kind.CODE, schema.Kind.TEXT):
-            column = column.astype("category") if not isinstance(column.dtype, pd.CategoricalDtype) else column
+            column = column if isinstance(column.dtype, pd.CategoricalDtype) else _categorical(column)
         elif column.dtype == np.float64:
             values = column.to_numpy()
             narrow = values.astype(np.float32)
@@ -101,6 +102,22 @@ def compact_loan_table(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(columns, index=table.index)
 
 
+def _categorical(column: pd.Series) -> pd.Series:
+    """A string column as a categorical with sorted categories, encoded by arrow (pandas' astype is ~5x slower)."""
+    encoded = (
+        pa.chunked_array(pa.array(column, type=pa.string(), from_pandas=True)).combine_chunks().dictionary_encode()
+    )
+    categories = pd.Index(encoded.dictionary.to_pandas(types_mapper=lambda _: _STRING_DTYPE))
+    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    return pd.Series(_recode(codes, categories, categories.sort_values()), index=column.index, name=column.name)
+
+
+def _recode(codes: np.ndarray, categories: pd.Index, to: pd.Index) -> pd.Categorical:
+    """Codes into `categories` as a categorical over `to` (a superset); -1 (missing) stays -1."""
+    mapping = np.append(to.get_indexer(categories), -1)  # code -1 takes the last entry
+    return pd.Categorical.from_codes(mapping[codes], dtype=pd.CategoricalDtype(to))
+
+
 def concat_tables(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """`pd.concat` that keeps categorical columns categorical when the frames' categories differ (their union)."""
     first = frames[0]
@@ -108,7 +125,8 @@ def concat_tables(frames: list[pd.DataFrame]) -> pd.DataFrame:
         categories = [frame[name].cat.categories for frame in frames]
         union = pd.Index(sorted(set().union(*categories)), dtype=categories[0].dtype)
         for frame in frames:  # column by column, in place: no second copy of every frame at once
-            frame[name] = frame[name].cat.set_categories(union)
+            values = frame[name].array
+            frame[name] = _recode(values.codes, values.categories, union)
     return pd.concat(frames, ignore_index=True)
 
 
