@@ -12,7 +12,7 @@ for the pipeline's read+label rate, taken under the same load.
 Short training means: trainer.max_epochs=1, evaluation.shap=false, evaluation.plots=false, logger=none (baselines
 stay on unless --no-baselines). Last line JSON: bytes_per_loan (least-squares slope of peak RSS against loans),
 label_rows_per_s (the pipeline's read+label rate at the largest size), label_vs_ingest_bench (that rate over the
-ingest benchmark's), projected_full_hours (47 M loans, 2.5 B rows on this machine, from the largest run: read+label
+ingest benchmark's; label_vs_ingest_bench_cpu the same per CPU second, steadier when other processes load the CPUs), projected_full_hours (47 M loans, 2.5 B rows on this machine, from the largest run: read+label
 scaled by rows, everything else by loans) and the goals with pass/fail.
 """
 
@@ -44,7 +44,7 @@ SHORT = ["trainer.max_epochs=1", "evaluation.shap=false", "evaluation.plots=fals
 # (log text that starts a stage, stage name), in the order train() logs them.
 STAGES = [
     ("Instantiating datamodule", "read+label"),
-    ("Read and labelled", "cache+split"),
+    ("Read and labelled", "cache+split+prep"),
     ("Preprocessor fitted", "outliers"),
     ("Outlier filter:", "tensors"),
     ("Training schedule", "model+trainer"),
@@ -70,6 +70,16 @@ def _rss_mib(pid: int) -> float | None:
     return None
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process, all its threads (from /proc/<pid>/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return float("nan")
+
+
 def run_train(loans: int, data: Path, work: Path, baselines: bool) -> dict:
     """One train.py run: per-stage seconds and peak RSS, the whole run's peak, and the read+label rate it logged."""
     overrides = [
@@ -87,7 +97,7 @@ def run_train(loans: int, data: Path, work: Path, baselines: bool) -> dict:
         [sys.executable, "train.py", *overrides], cwd=ROOT, env=env, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    stages: list[dict] = [{"stage": "startup", "start": 0.0, "peak_mib": 0.0}]
+    stages: list[dict] = [{"stage": "startup", "start": 0.0, "cpu": 0.0, "peak_mib": 0.0}]
     lines: list[str] = []
     lock = threading.Lock()
     done = threading.Event()
@@ -107,8 +117,9 @@ def run_train(loans: int, data: Path, work: Path, baselines: bool) -> dict:
     for line in child.stdout:
         lines.append(line)
         if next_stage < len(STAGES) and STAGES[next_stage][0] in line:
-            with lock:
-                stages.append({"stage": STAGES[next_stage][1], "start": time.perf_counter() - started, "peak_mib": 0})
+            now, cpu, rss = time.perf_counter() - started, _cpu_seconds(child.pid), _rss_mib(child.pid) or 0.0
+            with lock:  # a stage shorter than the sampling interval still gets the RSS at its start
+                stages.append({"stage": STAGES[next_stage][1], "start": now, "cpu": cpu, "peak_mib": rss})
             next_stage += 1
     _, status, usage = os.wait4(child.pid, 0)
     total = time.perf_counter() - started
@@ -117,8 +128,10 @@ def run_train(loans: int, data: Path, work: Path, baselines: bool) -> dict:
     if status != 0:
         sys.stderr.write("".join(lines[-40:]))
         raise SystemExit(f"train.py failed at {loans:,} loans (status {status})")
-    for stage, following in zip(stages, [*stages[1:], {"start": total}], strict=True):
+    cpu_total = (usage.ru_utime + usage.ru_stime) if status == 0 else float("nan")
+    for stage, following in zip(stages, [*stages[1:], {"start": total, "cpu": cpu_total}], strict=True):
         stage["seconds"] = round(following["start"] - stage.pop("start"), 2)
+        stage["cpu_seconds"] = round(following["cpu"] - stage.pop("cpu"), 2)
         stage["peak_mib"] = round(stage["peak_mib"], 1)
     found = [m for line in lines if (m := _RATE.search(line))]
     if not found:
@@ -131,14 +144,19 @@ def run_train(loans: int, data: Path, work: Path, baselines: bool) -> dict:
         "performance_rows": int(rows.replace(",", "")),
         "label_seconds": float(seconds),
         "label_rows_per_s": int(rows.replace(",", "")) / max(float(seconds), 1e-9),
+        "label_rows_per_cpu_s": int(rows.replace(",", "")) / max(_stage(stages, "read+label")["cpu_seconds"], 1e-9),
         "stages": stages,
     }
 
 
-def ingest_rate(folder: Path) -> float:
-    """bench/ingest.py's own measurement ("ours": read + label one performance file), in rows/s."""
+def _stage(stages: list[dict], name: str) -> dict:
+    return next(stage for stage in stages if stage["stage"] == name)
+
+
+def ingest_rate(folder: Path) -> tuple[float, float]:
+    """bench/ingest.py's own measurement ("ours": read + label one performance file): rows/s and rows/CPU-s."""
     result = ingest.measure("ours", folder / "sample_orig_2019.txt", folder / "sample_svcg_2019.txt")
-    return result["rows"] / result["seconds"]
+    return result["rows"] / result["seconds"], result["rows"] / result["cpu_seconds"]
 
 
 def slope(x: list[float], y: list[float]) -> float:
@@ -170,11 +188,15 @@ def main() -> None:
             runs.append(run)
             print(
                 f"{loans:,} loans: {run['seconds']:.0f} s, peak RSS {run['peak_rss_mib']:,.0f} MiB, read+label "
-                f"{run['label_rows_per_s'] / 1e6:.2f} M rows/s (ingest bench {ingest_rates[-1] / 1e6:.2f})",
+                f"{run['label_rows_per_s'] / 1e6:.2f} M rows/s (ingest bench {ingest_rates[-1][0] / 1e6:.2f}), "
+                f"{run['label_rows_per_cpu_s'] / 1e6:.2f} M rows/CPU-s (ingest bench {ingest_rates[-1][1] / 1e6:.2f})",
                 file=sys.stderr,
             )
             for stage in run["stages"]:
-                print(f"    {stage['stage']:<14} {stage['seconds']:>7.1f} s  peak {stage['peak_mib']:>8,.0f} MiB")
+                print(
+                    f"    {stage['stage']:<16} {stage['seconds']:>7.1f} s {stage['cpu_seconds']:>7.1f} CPU-s  "
+                    f"peak {stage['peak_mib']:>8,.0f} MiB"
+                )
         ingest_rates.append(ingest_rate(bench_files))
 
     loans = [r["loans"] for r in runs]
@@ -186,7 +208,8 @@ def main() -> None:
     }
     largest = runs[-1]
     label_rate = largest["label_rows_per_s"]
-    ingest_bench = float(np.median(ingest_rates))
+    ingest_bench = float(np.median([wall for wall, _ in ingest_rates]))
+    ingest_bench_cpu = float(np.median([cpu for _, cpu in ingest_rates]))
     other_seconds = largest["seconds"] - largest["label_seconds"]
     projected = (FULL_ROWS / label_rate + other_seconds * FULL_LOANS / largest["loans"]) / 3600
     summary = {
@@ -201,6 +224,9 @@ def main() -> None:
         "label_rows_per_s_by_size": [round(r["label_rows_per_s"]) for r in runs],
         "ingest_bench_rows_per_s": round(ingest_bench),
         "label_vs_ingest_bench": round(label_rate / ingest_bench, 3),
+        "label_rows_per_cpu_s": round(largest["label_rows_per_cpu_s"]),
+        "ingest_bench_rows_per_cpu_s": round(ingest_bench_cpu),
+        "label_vs_ingest_bench_cpu": round(largest["label_rows_per_cpu_s"] / ingest_bench_cpu, 3),
         "projected_full_hours": round(projected, 2),
         "projected_full_peak_gib": round((base_mib * 2**20 + bytes_per_loan * FULL_LOANS) / 2**30, 1),
         "goals": {
