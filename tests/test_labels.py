@@ -14,6 +14,7 @@ from loan_default.freddie.errors import FreddieDataWarning, FreddieFileError
 from loan_default.freddie.labels import LabelConfig, LabelReport, OutcomeAggregator, label_loans
 from loan_default.freddie.loans import DEFAULT_LABEL, compact_loan_table, load_loan_table
 from loan_default.freddie.reader import read_origination, read_performance
+from loan_default.training.cache import cached_table
 from tests.test_reader import orig_line, perf_line, write
 
 FIRST_PAYMENT = 201901  # age 1; 201812 is age 0
@@ -429,3 +430,7 @@ def test_compact_table_holds_the_same_values_in_narrower_dtypes(tmp_path):
     for name in wide.columns:  # every value unchanged: back to the wide dtype, the columns are equal
         pd.testing.assert_series_equal(compact[name].astype(wide[name].dtype), wide[name], check_exact=True)
     assert compact.memory_usage(deep=True).sum() < wide.memory_usage(deep=True).sum()
+    cache = tmp_path / "cache"  # training's cache gives back exactly the table it stored, dtypes included
+    cached_table(cache, "key", lambda: (compact, {}))
+    again, _ = cached_table(cache, "key", lambda: pytest.fail("the cached table was rebuilt"))
+    pd.testing.assert_frame_equal(again, compact, check_exact=True)

@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LABEL = LabelConfig()
 TRUTH_FILE = "truth.csv"
-_STRING_DTYPE = pd.StringDtype("pyarrow")
 TRUTH_COLUMNS = ("loan_id", "true_pd", "corrupted")  # "corruption" (what was done) stays out: never a feature
 
 
@@ -107,9 +106,16 @@ def _categorical(column: pd.Series) -> pd.Series:
     encoded = (
         pa.chunked_array(pa.array(column, type=pa.string(), from_pandas=True)).combine_chunks().dictionary_encode()
     )
-    categories = pd.Index(encoded.dictionary.to_pandas(types_mapper=lambda _: _STRING_DTYPE))
+    if len(encoded.dictionary) == 0:  # all missing: stays a string column (Parquet reads an empty category as object)
+        return column
+    categories = _category_index(encoded.dictionary.to_pylist())
     codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
     return pd.Series(_recode(codes, categories, categories.sort_values()), index=column.index, name=column.name)
+
+
+def _category_index(values: list[str]) -> pd.Index:
+    """Categories in pandas' default string dtype: what the Parquet cache reads back."""
+    return pd.Index(values, dtype="str")
 
 
 def _recode(codes: np.ndarray, categories: pd.Index, to: pd.Index) -> pd.Categorical:
@@ -119,14 +125,18 @@ def _recode(codes: np.ndarray, categories: pd.Index, to: pd.Index) -> pd.Categor
 
 
 def concat_tables(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """`pd.concat` that keeps categorical columns categorical when the frames' categories differ (their union)."""
-    first = frames[0]
-    for name in [name for name in first.columns if isinstance(first[name].dtype, pd.CategoricalDtype)]:
-        categories = [frame[name].cat.categories for frame in frames]
-        union = pd.Index(sorted(set().union(*categories)), dtype=categories[0].dtype)
+    """`pd.concat` that keeps categorical columns categorical when the frames' categories differ (their union), also
+    where one frame holds the column as an all-missing string column."""
+    names = [name for name in frames[0].columns if any(isinstance(f[name].dtype, pd.CategoricalDtype) for f in frames)]
+    for name in names:
+        categorical = [f[name].array for f in frames if isinstance(f[name].dtype, pd.CategoricalDtype)]
+        union = _category_index(sorted(set().union(*(values.categories for values in categorical))))
         for frame in frames:  # column by column, in place: no second copy of every frame at once
             values = frame[name].array
-            frame[name] = _recode(values.codes, values.categories, union)
+            if isinstance(values, pd.Categorical):
+                frame[name] = _recode(values.codes, values.categories, union)
+            else:
+                frame[name] = pd.Categorical.from_codes(np.full(len(frame), -1), dtype=pd.CategoricalDtype(union))
     return pd.concat(frames, ignore_index=True)
 
 
