@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import time
@@ -68,7 +67,6 @@ def load_loan_table(
     if truth_files:
         table = join_truth(table, read_truth(truth_files))
         table = compact_loan_table(table) if compact else table
-    release_freed_memory()
     seconds = time.perf_counter() - started
     log.info(
         "Read and labelled %s performance rows of %s loans in %.1f s (%s rows/s)",
@@ -76,16 +74,6 @@ def load_loan_table(
         f"{report.performance_rows / max(seconds, 1e-9):,.0f}",
     )  # fmt: skip
     return table, report
-
-
-def release_freed_memory() -> None:
-    """Hand memory freed while reading back to the OS: arrow's pool, and glibc's heap where there is one. Otherwise
-    the next stages' arrays (fresh mmaps) stack on top of it: at 400k loans trimming cut RSS by ~100 MB."""
-    pa.default_memory_pool().release_unused()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # not glibc (macOS, Windows, musl): nothing to hand back this way
 
 
 def compact_loan_table(table: pd.DataFrame) -> pd.DataFrame:
