@@ -29,7 +29,15 @@ def trained(tiny_root, tmp_path_factory):
 
 def test_run_folder_has_report_plots_bundle_and_config(trained):
     out, metrics, _ = trained
-    for name in ("metrics.json", "report.md", "config.yaml", "bundle/manifest.json", "checkpoints/last.ckpt"):
+    for name in (
+        "metrics.json",
+        "report.md",
+        "report.html",
+        "config.yaml",
+        "bundle/manifest.json",
+        "bundle/monitoring.json",
+        "checkpoints/last.ckpt",
+    ):
         assert (out / name).is_file(), name
     for plot in ("roc", "pr", "calibration", "threshold", "confusion_matrix", "shap_beeswarm", "shap_bar"):
         assert (out / "plots" / f"{plot}.png").stat().st_size > 1000, plot
@@ -37,6 +45,16 @@ def test_run_folder_has_report_plots_bundle_and_config(trained):
     for key in ("test_auroc", "test_pr_auc", "recall_at_threshold", "threshold", "false_negatives", "oracle_auroc"):
         assert key in saved, key
     assert set(saved["baselines"]) == {"lightgbm", "logistic"}
+    for key in ("test_auroc_ci", "auroc_diff_vs_best_ci", "recall_at_threshold_ci"):
+        assert saved[key]["low"] <= saved[key]["high"], key
+    assert saved["test_auroc_ci"]["low"] <= saved["test_auroc"] <= saved["test_auroc_ci"]["high"]
+    assert (
+        saved["recall_at_threshold_ci"]["low"]
+        <= saved["recall_at_threshold"]
+        <= saved["recall_at_threshold_ci"]["high"]
+    )
+    assert {"gini", "by_vintage", "calibration", "psi_score", "csi"} <= set(saved["validation"])
+    assert saved["validation"]["gini"] == pytest.approx(2 * saved["test_auroc"] - 1, abs=1e-9)
     assert "val/auroc_best" in metrics and 0.5 < metrics["val/auroc_best"] <= 1.0
 
 
