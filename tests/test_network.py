@@ -257,3 +257,62 @@ def test_config_rebuilds_the_same_network_as_plain_json():
     x_num, x_cat = batch()
     torch.testing.assert_close(rebuilt.eval()(x_num, x_cat), net.eval()(x_num, x_cat))
     assert config["hidden_sizes"] == [16, 8] and config["embedding_dims"] == [2, 3, 1]
+
+
+def _wide_net(**kwargs) -> LoanNet:
+    torch.manual_seed(0)
+    return LoanNet(7, CARDS, hidden_sizes=[16, 8], wide=True, **kwargs)
+
+
+def test_wide_net_starts_as_the_linear_path():
+    """At init the MLP's last layer is zero, so the logit is exactly z @ w + b on the embedded input."""
+    net = _wide_net().eval()
+    x_num, x_cat = batch()
+    with torch.no_grad():
+        z = net.embed(x_num, x_cat)
+        by_hand = z @ net.head.linear.weight.t() + net.head.linear.bias
+        out = net(x_num, x_cat)
+    assert out.shape == (32, 1)
+    torch.testing.assert_close(out, by_hand)
+    assert out.std() > 0  # the linear path is randomly initialised, not zero
+    assert net.config()["wide"] is True
+
+
+def test_wide_net_learns_beyond_the_linear_path():
+    """The zeroed last layer still gets gradients (its inputs are non-zero), so the MLP can grow from zero."""
+    net = _wide_net(dropout=0.0)
+    x_num, x_cat = batch()
+    net(x_num, x_cat).sum().backward()
+    assert net.head.mlp[-1].weight.grad.abs().sum() > 0
+    assert net.head.linear.weight.grad.abs().sum() > 0
+
+
+def test_wide_config_round_trips_and_old_configs_stay_narrow():
+    net = _wide_net()
+    rebuilt = LoanNet(**net.config())
+    rebuilt.load_state_dict(net.state_dict())
+    x_num, x_cat = batch()
+    torch.testing.assert_close(rebuilt.eval()(x_num, x_cat), net.eval()(x_num, x_cat))
+    old = {k: v for k, v in LoanNet(7, CARDS).config().items() if k != "wide"}  # a bundle written before the key
+    assert isinstance(LoanNet(**old).head, nn.Sequential)
+
+
+def test_wide_head_shap_values_are_additive():
+    """DeepExplainer on mlp(z) + linear(z): base + values sum to the logit, with a non-zero MLP part."""
+    from loan_default.core.explain import ShapExplainer
+
+    net = _wide_net().train()
+    with torch.no_grad():
+        net.head.mlp[-1].weight.normal_(0.0, 0.5)  # as after training: both paths contribute
+        for seed in range(3):
+            net(*batch(128, seed=seed))
+    net.eval()
+    names = [f"f{i}" for i in range(7 + len(CARDS))]
+    explainer = ShapExplainer(net, *batch(100, seed=5), names)
+    x_num, x_cat = batch(6, seed=9)
+    values, base = explainer.explain(x_num, x_cat)
+    with torch.no_grad():
+        logit = net(x_num, x_cat).squeeze(1).double().numpy()
+    np.testing.assert_allclose(base + values.sum(axis=1), logit, atol=1e-4)
+    with pytest.raises(ValueError, match="fast path"):
+        explainer.explain(x_num, x_cat, method="fast")

@@ -34,6 +34,8 @@ _RESCALE_EPS = 1e-6
 def _affine_layers(head: nn.Sequential) -> list[tuple[torch.Tensor, torch.Tensor] | None] | None:
     """The eval-mode head as float32 affine maps ``(W, b)`` and ``None`` for each ReLU; ``None`` if some layer is
     anything else. BatchNorm1d (with running statistics) is folded into the affine map before it."""
+    if not isinstance(head, nn.Sequential):  # e.g. the wide head (mlp + linear): DeepExplainer handles it
+        return None
     ops: list[tuple[torch.Tensor, torch.Tensor] | None] = []
     for layer in head:
         if isinstance(layer, nn.Linear):

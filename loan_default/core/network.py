@@ -46,6 +46,21 @@ def default_embedding_dim(cardinality: int, cap: int = 16) -> int:
     return min(cap, max(1, round(1.6 * cardinality**0.56)))
 
 
+class WideHead(nn.Module):
+    """``mlp(z) + linear(z)``: a linear (wide) path beside the MLP on the same embedded input ``z``.
+
+    Both children are plain modules and the sum is linear, so DeepExplainer's attributions stay additive.
+    """
+
+    def __init__(self, mlp: nn.Sequential, linear: nn.Linear) -> None:
+        super().__init__()
+        self.mlp = mlp
+        self.linear = linear
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.mlp(z) + self.linear(z)
+
+
 class LoanNet(nn.Module):
     """MLP over ``[x_num + s(x_num), embedding_1(x_cat[:, 0]), ..., embedding_C(x_cat[:, C-1])]``.
 
@@ -53,7 +68,9 @@ class LoanNet(nn.Module):
     exactly ``cardinality`` rows. ``s`` is the learned per-column piecewise-linear shape (module docstring) with
     ``numeric_bins`` bins per column; 0 turns it off. It is the identity until `fit_numeric_bins` places the knots.
     The default of 32 is also the shape a bundle's network is rebuilt with when its description omits the number.
-    ``embedding_init_std`` scales the initial N(0, 1) embedding vectors.
+    ``embedding_init_std`` scales the initial N(0, 1) embedding vectors. ``wide`` adds a linear path beside the MLP
+    (`WideHead`) and zeroes the MLP's last layer, so training starts from a logistic model (issue 11; measurements:
+    docs/decisions/0054-wide-path.md). False, the default, is also how older bundles without the key are rebuilt.
     """
 
     def __init__(
@@ -66,6 +83,7 @@ class LoanNet(nn.Module):
         batch_norm: bool = True,
         numeric_bins: int = 32,
         embedding_init_std: float = 1.0,
+        wide: bool = False,
     ) -> None:
         super().__init__()
         cards = [int(c) for c in cat_cardinalities]
@@ -85,7 +103,7 @@ class LoanNet(nn.Module):
         self._config = {
             "n_numeric": self.n_numeric, "cat_cardinalities": cards, "embedding_dims": list(dims),
             "hidden_sizes": hidden_sizes, "dropout": float(dropout), "batch_norm": bool(batch_norm),
-            "numeric_bins": self.numeric_bins, "embedding_init_std": float(embedding_init_std),
+            "numeric_bins": self.numeric_bins, "embedding_init_std": float(embedding_init_std), "wide": bool(wide),
         }  # fmt: skip
         self.embedding_dims = dims
         self.embeddings = nn.ModuleList(nn.Embedding(c, d) for c, d in zip(cards, dims, strict=True))
@@ -108,7 +126,15 @@ class LoanNet(nn.Module):
                 layers.append(nn.Dropout(dropout))
             width = int(size)
         layers.append(nn.Linear(width, 1))
-        self.head = nn.Sequential(*layers)
+        mlp = nn.Sequential(*layers)
+        if wide:
+            # The MLP's last layer starts at zero, so at init the logit is the linear path alone: the network begins
+            # as a logistic model on the embedded input and the MLP only adds what that model misses.
+            nn.init.zeros_(layers[-1].weight)
+            nn.init.zeros_(layers[-1].bias)
+            self.head: nn.Module = WideHead(mlp, nn.Linear(self.embed_dim, 1))
+        else:
+            self.head = mlp
 
     def config(self) -> dict:
         """Keyword arguments that rebuild this network's shape (``LoanNet(**net.config())``), as plain JSON values."""

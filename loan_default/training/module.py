@@ -85,6 +85,7 @@ class LoanDefaultModule(L.LightningModule):
         embedding_lr_scale: float = 1.0,
         val_smoothing: float = 0.0,
         train_metrics_every_n_steps: int = 1,
+        wide: bool = False,
     ) -> None:
         super().__init__()
         if scheduler not in SCHEDULERS:
@@ -109,7 +110,7 @@ class LoanDefaultModule(L.LightningModule):
         batch_norm, warmup_steps = bool(batch_norm), int(warmup_steps)
         numeric_bins, embedding_init_std = int(numeric_bins), float(embedding_init_std)
         embedding_lr_scale, val_smoothing = float(embedding_lr_scale), float(val_smoothing)
-        train_metrics_every_n_steps = int(train_metrics_every_n_steps)
+        train_metrics_every_n_steps, wide = int(train_metrics_every_n_steps), bool(wide)
         pos_weight = None if pos_weight is None else float(pos_weight)
         metric_thresholds = None if metric_thresholds is None else int(metric_thresholds)
         self.save_hyperparameters()
@@ -123,6 +124,7 @@ class LoanDefaultModule(L.LightningModule):
             batch_norm,
             numeric_bins=numeric_bins,
             embedding_init_std=embedding_init_std,
+            wide=wide,
         )
         # BCEWithLogitsLoss keeps pos_weight as a buffer, so it follows the module across devices and checkpoints.
         weight = None if pos_weight is None else torch.tensor(pos_weight)
