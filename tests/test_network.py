@@ -316,3 +316,20 @@ def test_wide_head_shap_values_are_additive():
     np.testing.assert_allclose(base + values.sum(axis=1), logit, atol=1e-4)
     with pytest.raises(ValueError, match="fast path"):
         explainer.explain(x_num, x_cat, method="fast")
+
+
+def test_fit_linear_path_is_the_penalised_logistic_regression():
+    """Against sklearn: mean BCE + l2 * |w|^2 is sklearn's objective with C = 1 / (2 * l2 * N)."""
+    from sklearn.linear_model import LogisticRegression
+
+    net = _wide_net().eval()
+    x_num, x_cat = batch(400, seed=3)
+    with torch.no_grad():
+        z = net.embed(x_num, x_cat).double().numpy()
+    y = (torch.rand(400, generator=torch.Generator().manual_seed(4)) < torch.sigmoid(x_num[:, 0] - x_num[:, 1])).float()
+    net.fit_linear_path(x_num, x_cat, y, l2=1e-2)
+    ref = LogisticRegression(C=1 / (2 * 1e-2 * 400), tol=1e-10, max_iter=10_000).fit(z, y.numpy())
+    np.testing.assert_allclose(net.head.linear.weight.detach().numpy()[0], ref.coef_[0], atol=2e-3)
+    np.testing.assert_allclose(net.head.linear.bias.item(), ref.intercept_[0], atol=2e-3)
+    with pytest.raises(ValueError, match="wide"):
+        LoanNet(7, CARDS).fit_linear_path(x_num, x_cat, y)

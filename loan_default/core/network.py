@@ -69,7 +69,8 @@ class LoanNet(nn.Module):
     ``numeric_bins`` bins per column; 0 turns it off. It is the identity until `fit_numeric_bins` places the knots.
     The default of 32 is also the shape a bundle's network is rebuilt with when its description omits the number.
     ``embedding_init_std`` scales the initial N(0, 1) embedding vectors. ``wide`` adds a linear path beside the MLP
-    (`WideHead`) and zeroes the MLP's last layer, so training starts from a logistic model (issue 11; measurements:
+    (`WideHead`) and zeroes the MLP's last layer, so `fit_linear_path` fits the linear path as a logistic regression before
+    training, so training starts from that model (issue 11; measurements:
     docs/decisions/0054-wide-path.md). False, the default, is also how older bundles without the key are rebuilt.
     """
 
@@ -163,6 +164,35 @@ class LoanNet(nn.Module):
         x = x[:: -(-len(x) // MAX_BIN_ROWS)].double().numpy()  # stride first: only the rows read get copied
         edges = np.quantile(x, np.linspace(0.0, 1.0, self.numeric_bins + 1), axis=0).T
         self.bin_edges.copy_(torch.from_numpy(edges))
+
+    def fit_linear_path(
+        self,
+        x_num: torch.Tensor,
+        x_cat: torch.Tensor,
+        y: torch.Tensor,
+        pos_weight: float | None = None,
+        l2: float = 1e-3,
+    ) -> None:
+        """Fit the wide head's linear path as an L2-penalised (weighted) logistic regression on ``embed`` of the
+        training rows, so training starts from the logistic model rather than a random linear one. L-BFGS, full batch.
+        """
+        if not isinstance(self.head, WideHead):
+            raise ValueError("fit_linear_path needs a wide network (wide=True)")
+        with torch.no_grad():
+            z = self.embed(x_num, x_cat).detach().float()
+        target = y.reshape(-1, 1).float().to(z.device)
+        weight = None if pos_weight is None else torch.tensor(float(pos_weight), device=z.device)
+        loss_fn = nn.BCEWithLogitsLoss(pos_weight=weight)
+        linear = self.head.linear
+        opt = torch.optim.LBFGS(linear.parameters(), max_iter=100, line_search_fn="strong_wolfe")
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            loss = loss_fn(linear(z), target) + l2 * linear.weight.pow(2).sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
 
     def shape_numeric(self, x_num: torch.Tensor) -> torch.Tensor:
         """(N, F) -> (N, F): ``x + s(x)`` per column, ``s`` linear inside each bin, 0 below the first knot and flat

@@ -188,6 +188,9 @@ class LoanDefaultModule(L.LightningModule):
         # Here, not in setup: the train dataloader exists, and a resumed run's checkpoint (knots included) is loaded.
         if self.hparams.numeric_bins and not self.net.numeric_bins_fitted:
             self.net.fit_numeric_bins(self._training_numeric())
+        tensors = getattr(self.trainer.train_dataloader.dataset, "tensors", None)
+        if self.hparams.get("wide") and self.global_step == 0 and tensors is not None:
+            self.net.fit_linear_path(*(t.to(self.device) for t in tensors[:3]), pos_weight=self.hparams.pos_weight)
 
     def _training_numeric(self) -> torch.Tensor:
         """x_num of every training row once, read from the dataset rather than the (possibly resampling) loader."""
