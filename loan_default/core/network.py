@@ -69,9 +69,8 @@ class LoanNet(nn.Module):
     ``numeric_bins`` bins per column; 0 turns it off. It is the identity until `fit_numeric_bins` places the knots.
     The default of 32 is also the shape a bundle's network is rebuilt with when its description omits the number.
     ``embedding_init_std`` scales the initial N(0, 1) embedding vectors. ``wide`` adds a linear path beside the MLP
-    (`WideHead`) and zeroes the MLP's last layer, so `fit_linear_path` fits the linear path as a logistic regression before
-    training, so training starts from that model (issue 11; measurements:
-    docs/decisions/0054-wide-path.md). False, the default, is also how older bundles without the key are rebuilt.
+    (`WideHead`) and zeroes the MLP's last layer; `fit_linear_path` then fits the linear path as a logistic regression,
+    so training starts from that model (issue 11; docs/decisions/0054-wide-path.md). False, the default, is also how older bundles without the key are rebuilt.
     """
 
     def __init__(
