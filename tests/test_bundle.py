@@ -12,6 +12,7 @@ import pytest
 import torch
 from demo_bundle import demo_loans
 
+from loan_default.common import atomic as atomic_module
 from loan_default.core import bundle as bundle_module
 from loan_default.core.bundle import MANIFEST, MONITORING, BundleError, load_bundle, write_bundle
 from loan_default.core.drift import Reference, build_reference, compare
@@ -98,7 +99,7 @@ def test_replacing_a_bundle_swaps_it_in_one_step(parts, tmp_path: Path) -> None:
 
 
 def test_replacing_without_an_atomic_exchange_falls_back_to_two_renames(parts, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(bundle_module, "_exchange", lambda a, b: False)
+    monkeypatch.setattr(atomic_module, "_exchange", lambda a, b: False)
     _replace_and_check(parts, tmp_path / "bundle")
 
 
@@ -113,10 +114,10 @@ def test_a_failed_replacement_leaves_the_old_bundle_complete(parts, tmp_path: Pa
         return real_replace(src, dst)
 
     if not exchange:
-        monkeypatch.setattr(bundle_module, "_exchange", lambda a, b: False)
+        monkeypatch.setattr(atomic_module, "_exchange", lambda a, b: False)
     else:
-        monkeypatch.setattr(bundle_module, "_exchange", lambda a, b: (_ for _ in ()).throw(OSError("disk gone")))
-    monkeypatch.setattr(bundle_module.os, "replace", failing_final_step)
+        monkeypatch.setattr(atomic_module, "_exchange", lambda a, b: (_ for _ in ()).throw(OSError("disk gone")))
+    monkeypatch.setattr(atomic_module.os, "replace", failing_final_step)
     with pytest.raises(OSError, match="disk gone"):
         write_bundle(path, **{**parts["args"], "metrics": {"run": 2}})
     monkeypatch.undo()
@@ -133,14 +134,14 @@ def test_readers_see_a_complete_bundle_while_it_is_replaced(parts, tmp_path: Pat
     """At the moment of the swap both the old and the new bundle are complete; after it, only the new one is there."""
     path = write_bundle(tmp_path / "bundle", **{**parts["args"], "metrics": {"run": 1}})
     seen = []
-    real_swap = bundle_module._swap_in
+    real_swap = bundle_module.replace_folder
 
     def watching_swap(new: Path, target: Path) -> None:
         seen.append((load_bundle(target).metrics, load_bundle(new).metrics))
         real_swap(new, target)
         seen.append((load_bundle(target).metrics, None))
 
-    monkeypatch.setattr(bundle_module, "_swap_in", watching_swap)
+    monkeypatch.setattr(bundle_module, "replace_folder", watching_swap)
     write_bundle(path, **{**parts["args"], "metrics": {"run": 2}})
     assert seen == [({"run": 1}, {"run": 2}), ({"run": 2}, None)]
 

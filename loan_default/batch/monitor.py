@@ -27,7 +27,7 @@ import pandas as pd
 from jinja2 import Environment
 from sklearn.metrics import roc_auc_score
 
-from loan_default.batch.score import DEFAULT_CHUNK_ROWS, _records, origination_sources, validate
+from loan_default.batch.score import DEFAULT_CHUNK_ROWS, frame_records, origination_sources, validate
 from loan_default.common.atomic import atomic_write_text
 from loan_default.common.progress import progress
 from loan_default.core.bundle import BundleError
@@ -67,7 +67,7 @@ def read_and_score(
         except (FreddieFormatError, FreddieFileError, OSError) as err:
             raise MonitorError(f"{source.name}: not read: {err}") from err
         for start in range(0, len(frame), chunk_rows):  # bounded memory, as batch scoring
-            loans, reasons = validate(_records(frame.iloc[start : start + chunk_rows]))
+            loans, reasons = validate(frame_records(frame.iloc[start : start + chunk_rows]))
             records = scorer.predict(loans)
             scored.append(pd.DataFrame({"loan_id": [r["loan_id"] for r in records],
                                         SCORE_COLUMN: [r[SCORE_COLUMN] for r in records]}))  # fmt: skip

@@ -89,7 +89,7 @@ def describe(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Loan-table rows as dicts with None for missing (the API's representation)."""
     columns = frame[[c for c in _INPUT_COLUMNS if c in frame.columns]].astype(object)
     return columns.where(columns.notna(), None).to_dict("records")
@@ -150,7 +150,7 @@ def score_source(scorer: Scorer, source: Source, scores: Any, rejects: Any, chun
                 grown[: len(kept_lines)] = kept_lines
                 kept_lines = grown
             kept_lines[lines] = True
-            loans, reasons = validate(_records(chunk))
+            loans, reasons = validate(frame_records(chunk))
             for i, reason in reasons.items():
                 rejects.writerow((source.name, int(lines[i]), chunk["loan_id"].iloc[i], reason))
             for record in scorer.predict(loans):

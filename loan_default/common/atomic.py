@@ -7,11 +7,15 @@ makes it private (0600), yet reports, bundles and summaries are meant to be read
 
 from __future__ import annotations
 
+import ctypes
+import logging
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
+
+log = logging.getLogger(__name__)
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
@@ -68,3 +72,45 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def make_tree_readable(folder: Path) -> None:
+    """0755 folders and 0644 files under ``folder``: mkdtemp makes a folder private, and a server or a training job
+    may read it as another user."""
+    folder.chmod(0o755)
+    for p in folder.rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+_RENAME_EXCHANGE, _AT_FDCWD = 2, -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two folders in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where the system cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    log.debug("renameat2 exchange unavailable (errno %d); replacing in two renames", ctypes.get_errno())
+    return False
+
+
+def replace_folder(new: Path, path: Path) -> None:
+    """Put the complete folder ``new`` at ``path``; an existing folder there ends up at ``new`` (for deletion).
+
+    Readers of ``path`` see the old folder or the new one, never neither: one atomic exchange where the system offers
+    it, else the old one is renamed aside and put back if the new one cannot be renamed in (a window of one rename).
+    """
+    if not path.exists():
+        os.replace(new, path)
+    elif not _exchange(new, path):
+        aside = new.with_name(new.name + ".old")
+        os.replace(path, aside)
+        try:
+            os.replace(new, path)
+        except BaseException:
+            os.replace(aside, path)
+            raise
+        os.replace(aside, new)

@@ -24,11 +24,9 @@ training code (no Lightning).
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -41,7 +39,9 @@ import numpy as np
 import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
+from scipy.special import expit
 
+from loan_default.common.atomic import make_tree_readable, replace_folder
 from loan_default.core.drift import Reference
 from loan_default.core.network import LoanNet
 from loan_default.core.outlier_scorer import OutlierScorer
@@ -106,7 +106,7 @@ class Bundle:
 
     def predict_proba(self, loans: pd.DataFrame | Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Default probability per loan."""
-        return _sigmoid(self.logits(*self.transform(loans)))
+        return expit(self.logits(*self.transform(loans)))
 
     def risk_bands(self, p: np.ndarray) -> np.ndarray:
         bands = self.decision["risk_bands"]
@@ -127,7 +127,6 @@ class Bundle:
                 torch.as_tensor(self.background[1]),
                 self.preprocessor.numeric_names + self.preprocessor.categorical_names,
                 max_background=len(self.background[0]),
-                display_names=self.preprocessor.display_names,
             )
         return self._explainer
 
@@ -135,10 +134,6 @@ class Bundle:
         """(SHAP values per feature (N, F + C), base value) on the calibrated logit scale."""
         values, base = self.explainer.explain(torch.as_tensor(x_num), torch.as_tensor(x_cat))
         return values, base + self.logit_offset
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -191,52 +186,11 @@ def write_bundle(
         if monitoring is not None:
             (tmp / MONITORING).write_text(monitoring.to_json())
         _write_json(tmp / MANIFEST, {"format": BUNDLE_FORMAT, "files": _checksums(tmp)})
-        _make_readable(tmp)
-        _swap_in(tmp, path)
+        make_tree_readable(tmp)
+        replace_folder(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # the half-written bundle, or the replaced one
     return path
-
-
-def _make_readable(folder: Path) -> None:
-    """0755 folders and 0644 files: mkdtemp makes the folder private, and a server may run as another user."""
-    folder.chmod(0o755)
-    for p in folder.rglob("*"):
-        p.chmod(0o755 if p.is_dir() else 0o644)
-
-
-_RENAME_EXCHANGE, _AT_FDCWD = 2, -100
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two folders in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where the system cannot."""
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (AttributeError, OSError):
-        return False
-    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    log.debug("renameat2 exchange unavailable (errno %d); replacing in two renames", ctypes.get_errno())
-    return False
-
-
-def _swap_in(new: Path, path: Path) -> None:
-    """Put the complete bundle ``new`` at ``path``; an existing bundle there ends up at ``new`` (for deletion).
-
-    Readers of ``path`` see the old bundle or the new one, never neither: one atomic exchange where the system offers
-    it, else the old one is renamed aside and put back if the new one cannot be renamed in (a window of one rename).
-    """
-    if not path.exists():
-        os.replace(new, path)
-    elif not _exchange(new, path):
-        aside = new.with_name(new.name + ".old")
-        os.replace(path, aside)
-        try:
-            os.replace(new, path)
-        except BaseException:
-            os.replace(aside, path)
-            raise
-        os.replace(aside, new)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ must not overlap with each other or with other uses of the network.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import shap
@@ -85,9 +85,8 @@ def _deeplift_rescale(
 class ShapExplainer:
     """Per-feature SHAP values (logit scale) for a trained `LoanNet`.
 
-    ``feature_names`` has one name per input feature, numeric first then categorical (F + C); ``display_names`` can
-    map them to human-readable labels for plots. The network is put in eval mode. Up to ``max_background`` rows of
-    the background are drawn with ``seed``.
+    ``feature_names`` has one name per input feature, numeric first then categorical (F + C). The network is put in
+    eval mode. Up to ``max_background`` rows of the background are drawn with ``seed``.
     """
 
     def __init__(
@@ -98,14 +97,12 @@ class ShapExplainer:
         feature_names: Sequence[str],
         max_background: int = 200,
         seed: int = 0,
-        display_names: Mapping[str, str] | None = None,
     ) -> None:
         groups = net.feature_groups()
         if len(feature_names) != len(groups):
             raise ValueError(f"{len(feature_names)} feature names for {len(groups)} input features")
         self.net = net.eval()
         self.feature_names = list(feature_names)
-        self.display_names = dict(display_names or {})
         device = next(net.parameters()).device
         n = background_num.shape[0]
         if n > max_background:

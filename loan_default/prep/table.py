@@ -30,6 +30,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from loan_default.common.atomic import make_tree_readable, replace_folder
+
 MANIFEST = "manifest.json"
 FORMAT = "loan-default-table"
 VERSION = 1
@@ -130,16 +132,10 @@ def publish(out: str | os.PathLike, fill, *, overwrite: bool = False) -> Path:
     try:
         manifest = fill(tmp)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-        for path in [tmp, *tmp.rglob("*")]:  # readable by other users (a training job, a teammate)
-            path.chmod(0o755 if path.is_dir() else 0o644)
-        old = out.with_name(f".{out.name}.{os.getpid()}.old")
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        make_tree_readable(tmp)  # a training job or a teammate reads it as another user
+        replace_folder(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # the half-written table, or the replaced one
     return out
 
 

@@ -89,7 +89,7 @@ def evaluate_and_bundle(cfg: DictConfig, dm, model, output_dir: Path, started: f
         x_num, x_cat, _ = dm.arrays["test"]
         explainer = ShapExplainer(
             net, torch.from_numpy(background[0]), torch.from_numpy(background[1]), names,
-            max_background=len(background[0]), display_names=dm.preprocessor.display_names,
+            max_background=len(background[0]),
         )  # fmt: skip
         shap_values, base = explainer.explain(torch.from_numpy(x_num[rows]), torch.from_numpy(x_cat[rows]))
         shap_data = np.concatenate([x_num[rows], x_cat[rows]], axis=1)
