@@ -106,3 +106,37 @@ def test_second_run_reads_the_cache_and_label_changes_rebuild_it(tiny_root, fitt
     other.setup()
     assert len(calls) == 1 and calls[0].horizon_months == 12
     assert other.table["default"].mean() < fitted.table["default"].mean()
+
+
+def test_resident_loaders_gather_the_right_rows_on_the_device(fitted, monkeypatch):
+    """data.resident=true: batches are gathered from tensors copied to the device once (here the CPU device)."""
+    from loan_default.training.resident import ResidentBatches
+
+    monkeypatch.setattr(fitted, "resident", True)
+    monkeypatch.setattr(fitted, "_on_device", {})
+    loader = fitted.train_dataloader()
+    plan = list(loader.plan)
+    assert isinstance(loader, ResidentBatches) and len(loader) == len(plan)
+    loader.plan.set_epoch(0)  # replay the epoch the plan was read from
+    x_num, x_cat, y = fitted.arrays["train"]
+    for idx, batch in zip(plan, loader, strict=True):  # each batch is exactly the rows its indices name
+        rows = idx.numpy()
+        np.testing.assert_array_equal(batch[0].numpy(), x_num[rows])
+        np.testing.assert_array_equal(batch[1].numpy(), x_cat[rows])
+        if len(rows) == 256:  # full batches: half defaults (the last keeps the share, rounded)
+            assert int(batch[2].sum()) == 128 and y[rows].sum() == 128
+    assert fitted.train_dataloader().tensors[0] is loader.tensors[0]  # copied to the device once, not per epoch
+    ys = torch.cat([batch[2] for batch in fitted.val_dataloader()])
+    np.testing.assert_array_equal(ys.numpy(), fitted.arrays["val"][2])
+    assert fitted._eval_batch_size(torch.device("cpu")) == 8192
+
+
+def test_resident_shuffle_plan_takes_each_row_at_most_once_per_epoch(fitted, monkeypatch):
+    monkeypatch.setattr(fitted, "resident", True)
+    monkeypatch.setattr(fitted, "sampler_cfg", {"name": "shuffle"})
+    loader = fitted.train_dataloader()
+    epoch1 = torch.cat(list(loader.plan))
+    epoch2 = torch.cat(list(loader.plan))
+    n = len(fitted.arrays["train"][2])
+    assert len(epoch1) == (n // 256) * 256 and len(set(epoch1.tolist())) == len(epoch1)
+    assert not torch.equal(epoch1, epoch2)  # reshuffled every epoch

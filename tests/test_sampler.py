@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.data import DataLoader, TensorDataset
 
-from loan_default.training.sampler import BalancedBatchSampler
+from loan_default.training.sampler import BalancedBatchSampler, DeviceBalancedSampler
 from loan_default.training.tensors import TensorBatchDataset, passthrough_collate
 
 
@@ -21,12 +21,22 @@ def make_labels(n: int = 1000, n_pos: int = 50, seed: int = 0) -> np.ndarray:
 
 
 def epoch_batches(sampler: BalancedBatchSampler) -> list[list[int]]:
-    return list(iter(sampler))
+    return [b.tolist() if isinstance(b, torch.Tensor) else b for b in sampler]
 
 
-def test_full_batches_hold_exact_positive_count_and_last_keeps_share() -> None:
+def on_cpu(labels, batch_size, *args, **kwargs) -> DeviceBalancedSampler:
+    """The device sampler, on the CPU device: the guarantees below must hold for both samplers."""
+    return DeviceBalancedSampler(labels, batch_size, *args, device="cpu", **kwargs)
+
+
+# Every guarantee test runs on both: the numpy plan and the torch plan (drawn on the training device).
+both = pytest.mark.parametrize("Sampler", [BalancedBatchSampler, on_cpu], ids=["numpy", "device"])
+
+
+@both
+def test_full_batches_hold_exact_positive_count_and_last_keeps_share(Sampler) -> None:
     labels = make_labels(1000, 50)  # 950 negatives
-    sampler = BalancedBatchSampler(labels, batch_size=64, pos_fraction=0.25)
+    sampler = Sampler(labels, batch_size=64, pos_fraction=0.25)
     assert (sampler.n_pos, sampler.n_neg) == (16, 48)
     batches = epoch_batches(sampler)
     for batch in batches[:-1]:
@@ -39,22 +49,25 @@ def test_full_batches_hold_exact_positive_count_and_last_keeps_share() -> None:
     assert len(batches) == len(sampler) == 20
 
 
-def test_pos_to_neg_ratio_matches_fraction() -> None:
+@both
+def test_pos_to_neg_ratio_matches_fraction(Sampler) -> None:
     labels = make_labels()
-    by_ratio = BalancedBatchSampler(labels, batch_size=100, pos_to_neg_ratio=1 / 3, seed=3)
-    by_fraction = BalancedBatchSampler(labels, batch_size=100, pos_fraction=0.25, seed=3)
+    by_ratio = Sampler(labels, batch_size=100, pos_to_neg_ratio=1 / 3, seed=3)
+    by_fraction = Sampler(labels, batch_size=100, pos_fraction=0.25, seed=3)
     assert (by_ratio.n_pos, by_ratio.n_neg) == (25, 75)
     assert epoch_batches(by_ratio) == epoch_batches(by_fraction)
 
 
-def test_default_is_half_positives() -> None:
-    sampler = BalancedBatchSampler(make_labels(), batch_size=32)
+@both
+def test_default_is_half_positives(Sampler) -> None:
+    sampler = Sampler(make_labels(), batch_size=32)
     assert (sampler.n_pos, sampler.n_neg) == (16, 16)
 
 
-def test_epoch_covers_every_negative_exactly_once() -> None:
+@both
+def test_epoch_covers_every_negative_exactly_once(Sampler) -> None:
     labels = make_labels(1000, 50)
-    batches = epoch_batches(BalancedBatchSampler(labels, batch_size=64, seed=1))
+    batches = epoch_batches(Sampler(labels, batch_size=64, seed=1))
     flat = np.concatenate([np.asarray(b) for b in batches])
     negs = flat[labels[flat] == 0]
     np.testing.assert_array_equal(np.sort(negs), np.flatnonzero(labels == 0))
@@ -65,46 +78,50 @@ def test_epoch_covers_every_negative_exactly_once() -> None:
     assert len(np.unique(pos[:50])) < 50
 
 
-def test_positive_draws_are_roughly_uniform() -> None:
+@both
+def test_positive_draws_are_roughly_uniform(Sampler) -> None:
     labels = make_labels(20_000, 20, seed=2)
-    flat = np.concatenate(epoch_batches(BalancedBatchSampler(labels, batch_size=200, seed=5)))
+    flat = np.concatenate(epoch_batches(Sampler(labels, batch_size=200, seed=5)))
     counts = np.bincount(flat[labels[flat] == 1], minlength=labels.size)[labels == 1]
     expected = counts.sum() / 20  # ~ 999 draws each; 5 sigma is ~ 160
     assert np.abs(counts - expected).max() < 5 * np.sqrt(expected)
 
 
-def test_epochs_differ_and_reseed_is_reproducible() -> None:
+@both
+def test_epochs_differ_and_reseed_is_reproducible(Sampler) -> None:
     labels = make_labels()
-    sampler = BalancedBatchSampler(labels, batch_size=64, seed=7)
+    sampler = Sampler(labels, batch_size=64, seed=7)
     first, second = epoch_batches(sampler), epoch_batches(sampler)
     assert first != second
     assert sampler.epoch == 2
-    again = BalancedBatchSampler(labels, batch_size=64, seed=7)
+    again = Sampler(labels, batch_size=64, seed=7)
     assert epoch_batches(again) == first
     again.set_epoch(1)
     assert epoch_batches(again) == second
     assert again.epoch == 2
-    assert epoch_batches(BalancedBatchSampler(labels, batch_size=64, seed=8)) != first
+    assert epoch_batches(Sampler(labels, batch_size=64, seed=8)) != first
     # an iterator that is made but never used (multi-worker DataLoaders make one per epoch) does not use up an epoch
     iter(sampler)
     assert sampler.epoch == 2
 
 
-def test_epoch_plan_does_not_advance_counter() -> None:
-    sampler = BalancedBatchSampler(make_labels(), batch_size=64, seed=7)
+@both
+def test_epoch_plan_does_not_advance_counter(Sampler) -> None:
+    sampler = Sampler(make_labels(), batch_size=64, seed=7)
     full, last = sampler.epoch_plan(0)
     assert sampler.epoch == 0
     assert epoch_batches(sampler) == [*full.tolist(), last.tolist()]
 
 
+@both
 @pytest.mark.parametrize("per_epoch", [1, 3, 7, 20, 50])
-def test_short_epochs_continue_the_pass(per_epoch: int) -> None:
+def test_short_epochs_continue_the_pass(Sampler, per_epoch: int) -> None:
     """Epochs of k batches are consecutive slices of the sequence pass 0, pass 1, ... (each a full epoch_plan)."""
     labels = make_labels(1000, 50)  # 950 negatives, 20 batches of 48 per pass
-    whole = BalancedBatchSampler(labels, batch_size=64, pos_fraction=0.25, seed=5)
+    whole = Sampler(labels, batch_size=64, pos_fraction=0.25, seed=5)
     assert whole.batches_per_pass == 20
     sequence = [b for p in range(4) for b in [*whole.epoch_plan(p)[0].tolist(), whole.epoch_plan(p)[1].tolist()]]
-    short = BalancedBatchSampler(labels, batch_size=64, pos_fraction=0.25, seed=5, batches_per_epoch=per_epoch)
+    short = Sampler(labels, batch_size=64, pos_fraction=0.25, seed=5, batches_per_epoch=per_epoch)
     k = min(per_epoch, 20)
     assert len(short) == k
     epochs = [epoch_batches(short) for _ in range(60 // k)]
@@ -114,15 +131,15 @@ def test_short_epochs_continue_the_pass(per_epoch: int) -> None:
     assert epoch_batches(short) == sequence[2 * k : 3 * k]
 
 
+@both
 @pytest.mark.parametrize("n_neg", [950, 960, 961, 7])
 @pytest.mark.parametrize("drop_last", [False, True])
-def test_ranks_are_disjoint_cover_negatives_and_agree_on_length(n_neg: int, drop_last: bool) -> None:
+def test_ranks_are_disjoint_cover_negatives_and_agree_on_length(Sampler, n_neg: int, drop_last: bool) -> None:
     labels = np.r_[np.zeros(n_neg), np.ones(30)]
     world = 4
     batch_size = 2 if n_neg == 7 else 64
     samplers = [
-        BalancedBatchSampler(labels, batch_size, drop_last=drop_last, seed=11, num_replicas=world, rank=r)
-        for r in range(world)
+        Sampler(labels, batch_size, drop_last=drop_last, seed=11, num_replicas=world, rank=r) for r in range(world)
     ]
     per_rank = [epoch_batches(s) for s in samplers]
     assert len({len(b) for b in per_rank}) == 1
@@ -142,15 +159,17 @@ def test_ranks_are_disjoint_cover_negatives_and_agree_on_length(n_neg: int, drop
         assert union == set(range(n_neg))
 
 
-def test_ranks_draw_different_positives() -> None:
+@both
+def test_ranks_draw_different_positives(Sampler) -> None:
     labels = make_labels(2000, 100)
-    a, b = (BalancedBatchSampler(labels, 64, seed=0, num_replicas=2, rank=r) for r in range(2))
+    a, b = (Sampler(labels, 64, seed=0, num_replicas=2, rank=r) for r in range(2))
     assert a.epoch_plan(0)[0][:, : a.n_pos].tolist() != b.epoch_plan(0)[0][:, : b.n_pos].tolist()
 
 
-def test_drop_last_yields_only_full_batches() -> None:
+@both
+def test_drop_last_yields_only_full_batches(Sampler) -> None:
     labels = make_labels(1000, 50)
-    sampler = BalancedBatchSampler(labels, batch_size=64, drop_last=True)
+    sampler = Sampler(labels, batch_size=64, drop_last=True)
     batches = epoch_batches(sampler)
     assert len(batches) == len(sampler) == 950 // 32
     assert all(len(b) == 64 and labels[b].sum() == 32 for b in batches)
@@ -165,14 +184,14 @@ def test_drop_last_yields_only_full_batches() -> None:
     world=st.integers(1, 3),
     drop_last=st.booleans(),
 )
+@both
 def test_batch_structure_holds_for_any_size(
-    n_neg: int, n_pos: int, batch_size: int, fraction: float, world: int, drop_last: bool
+    Sampler, n_neg: int, n_pos: int, batch_size: int, fraction: float, world: int, drop_last: bool
 ) -> None:
     labels = np.r_[np.zeros(n_neg), np.ones(n_pos)]
     try:
         samplers = [
-            BalancedBatchSampler(labels, batch_size, fraction, drop_last=drop_last, num_replicas=world, rank=r)
-            for r in range(world)
+            Sampler(labels, batch_size, fraction, drop_last=drop_last, num_replicas=world, rank=r) for r in range(world)
         ]
     except ValueError:
         return  # too small for this configuration; the error cases are tested below
@@ -191,11 +210,12 @@ def test_batch_structure_holds_for_any_size(
         assert set(flat[labels[flat] == 0].tolist()) == set(range(n_neg))
 
 
-def test_accepts_tensor_and_list_labels() -> None:
+@both
+def test_accepts_tensor_and_list_labels(Sampler) -> None:
     labels = make_labels()
-    expected = epoch_batches(BalancedBatchSampler(labels, 64, seed=2))
-    assert epoch_batches(BalancedBatchSampler(torch.from_numpy(labels), 64, seed=2)) == expected
-    assert epoch_batches(BalancedBatchSampler(labels.astype(int).tolist(), 64, seed=2)) == expected
+    expected = epoch_batches(Sampler(labels, 64, seed=2))
+    assert epoch_batches(Sampler(torch.from_numpy(labels), 64, seed=2)) == expected
+    assert epoch_batches(Sampler(labels.astype(int).tolist(), 64, seed=2)) == expected
 
 
 def test_works_as_dataloader_batch_sampler_and_reseeds_each_epoch() -> None:

@@ -65,3 +65,23 @@ def test_shuffled_batches_count_all_rows_and_floor_the_batch():
 def test_bad_input(kwargs):
     with pytest.raises(ValueError):
         plan_schedule(**({"n_rows": 100, "n_pos": 10, "n_val_pos": 3} | kwargs), **DEFAULTS)
+
+
+def test_large_batches_on_an_accelerator_scale_the_learning_rate_and_warm_up():
+    sizes = dict(n_rows=700_000, n_pos=35_000, n_val_pos=7_500, pos_fraction=0.5, balanced=True)
+    cpu = plan_schedule(**sizes, max_batch_size="auto", device_type="cpu")
+    assert (cpu.batch_size, cpu.lr_scale, cpu.warmup_steps) == (1024, 1.0, 0)
+    gpu = plan_schedule(**sizes, max_batch_size="auto", device_type="cuda", min_epoch_steps=40)
+    assert gpu.batch_size == 16384 and gpu.lr_scale == 4.0  # sqrt(16384 / 1024)
+    # 150k samples are 10 batches of 16384; the epoch is stretched to 40 steps, and the warm-up lasts one epoch.
+    assert gpu.batches_per_epoch == 40 and gpu.warmup_steps == 40
+    linear = plan_schedule(**sizes, max_batch_size="auto", device_type="cuda", lr_scaling="linear")
+    assert linear.lr_scale == 16.0
+    none = plan_schedule(**sizes, max_batch_size="auto", device_type="cuda", lr_scaling="none")
+    assert (none.lr_scale, none.warmup_steps) == (1.0, 0)
+    pinned = plan_schedule(**sizes, batch_size=1024, max_batch_size="auto", device_type="cuda")
+    assert (pinned.batch_size, pinned.lr_scale) == (1024, 1.0)
+    small = plan_schedule(**sizes, batch_size=256, device_type="cuda")  # never scaled below the model's rate
+    assert small.lr_scale == 1.0
+    with pytest.raises(ValueError, match="lr_scaling"):
+        plan_schedule(**sizes, lr_scaling="cubic")

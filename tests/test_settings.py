@@ -55,7 +55,7 @@ def test_misspelt_threshold_key_fails_before_any_data_is_read(tmp_path, monkeypa
         ("evaluation.shap_rows", 0, r"evaluation\.shap_rows: Input should be greater than or equal to 1"),
         ("evaluation.ci_level", 95, r"evaluation\.ci_level: Input should be less than 1"),
         ("evaluation.validation", {"alpah": 0.1}, r"evaluation\.validation\.alpah: unknown key \(known: alpha, min_"),
-        ("schedule.min_epoch", 3, r"schedule\.min_epoch: unknown key \(known: epoch_samples, max_batch_size"),
+        ("schedule.min_epoch", 3, r"schedule\.min_epoch: unknown key \(known: accelerator_batch_size, epoch_samples"),
         ("threshold.confidense", 0.9, r"threshold\.confidense: unknown key \(known: confidence, cost_fn_fp, recall"),
     ],
 )

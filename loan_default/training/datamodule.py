@@ -25,7 +25,8 @@ from loan_default.prep.source import load_prepared_table
 from loan_default.prep.table import read_manifest
 from loan_default.training.cache import cached_table, file_lock, fingerprint
 from loan_default.training.outliers import OutlierFilter
-from loan_default.training.sampler import BalancedBatchSampler
+from loan_default.training.resident import ResidentBatches, ShufflePlan, eval_batches, to_device
+from loan_default.training.sampler import BalancedBatchSampler, DeviceBalancedSampler
 from loan_default.training.schedule import Schedule, plan_schedule
 from loan_default.training.splits import describe_splits, split_loans
 from loan_default.training.tensors import TensorBatchDataset, passthrough_collate
@@ -54,8 +55,10 @@ class LoanDataModule(L.LightningDataModule):
         outlier: dict | None = None,
         schedule: dict | None = None,
         batch_size: int | str = "auto",
-        eval_batch_size: int = 8192,
+        eval_batch_size: int | str = "auto",
         num_workers: int = 0,
+        resident: bool | str = "auto",
+        device_type: str = "cpu",
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -83,7 +86,12 @@ class LoanDataModule(L.LightningDataModule):
         self.outlier_cfg = dict(outlier or {"method": "none"})
         self.schedule_cfg = dict(schedule or {})
         self.batch_size = batch_size  # "auto" or a number; `schedule.batch_size` is what the loaders use
-        self.eval_batch_size = eval_batch_size
+        self.eval_batch_size = eval_batch_size  # "auto": 8192 rows on CPU, 65536 on an accelerator
+        if resident not in (True, False, "auto"):
+            raise ValueError(f"data.resident must be true, false or 'auto', got {resident!r}")
+        self.resident = resident  # splits copied to the training device once; auto = on accelerators only
+        self._on_device: dict[tuple[str, str], tuple[torch.Tensor, ...]] = {}
+        self.device_type = device_type  # the training device's kind: the schedule picks larger batches off the CPU
         self.num_workers = num_workers
         self.seed = seed
         self._is_setup = False
@@ -134,20 +142,19 @@ class LoanDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------------------------------------------------
     # Loaders
     # ------------------------------------------------------------------------------------------------------------
-    def train_dataloader(self) -> DataLoader:
-        data = self._dataset("train")
+    def train_dataloader(self) -> DataLoader | ResidentBatches:
         size, per_epoch = self.schedule.batch_size, self.schedule.batches_per_epoch
+        device = self._resident_device()
+        if device is not None:
+            tensors = self._resident_tensors("train", device)
+            if self._balanced:
+                plan = self._balanced_sampler(DeviceBalancedSampler, device=device)
+            else:
+                plan = ShufflePlan(len(tensors[0]), size, per_epoch, self.seed, device)
+            return ResidentBatches(tensors, plan, len(plan))
+        data = self._dataset("train")
         if self._balanced:
-            batches = BalancedBatchSampler(
-                self.arrays["train"][2],
-                batch_size=size,
-                pos_fraction=self.sampler_cfg.get("pos_fraction"),
-                pos_to_neg_ratio=self.sampler_cfg.get("pos_to_neg_ratio"),
-                seed=self.seed,
-                batches_per_epoch=per_epoch,
-            )
-            if self.trainer is not None:  # resumed runs continue the epoch sequence instead of replaying epoch 0
-                batches.set_epoch(self.trainer.current_epoch)
+            batches = self._balanced_sampler(BalancedBatchSampler)
         else:
             generator = torch.Generator().manual_seed(self.seed)
             # A fresh random sample of per_epoch batches each epoch when epochs are shorter than a pass.
@@ -156,10 +163,24 @@ class LoanDataModule(L.LightningDataModule):
             batches = BatchSampler(rows, size, drop_last=True)
         return self._loader(data, batches)
 
-    def val_dataloader(self) -> DataLoader:
+    def _balanced_sampler(self, kind: type[BalancedBatchSampler], **device) -> BalancedBatchSampler:
+        batches = kind(
+            self.arrays["train"][2],
+            batch_size=self.schedule.batch_size,
+            pos_fraction=self.sampler_cfg.get("pos_fraction"),
+            pos_to_neg_ratio=self.sampler_cfg.get("pos_to_neg_ratio"),
+            seed=self.seed,
+            batches_per_epoch=self.schedule.batches_per_epoch,
+            **device,
+        )
+        if self.trainer is not None:  # resumed runs continue the epoch sequence instead of replaying epoch 0
+            batches.set_epoch(self.trainer.current_epoch)
+        return batches
+
+    def val_dataloader(self) -> DataLoader | ResidentBatches:
         return self._eval_loader("val")
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> DataLoader | ResidentBatches:
         return self._eval_loader("test")
 
     # ------------------------------------------------------------------------------------------------------------
@@ -225,7 +246,7 @@ class LoanDataModule(L.LightningDataModule):
         fraction = self.batch_pos_fraction if self._balanced else None
         return plan_schedule(
             n_rows=n_rows, n_pos=n_pos, n_val_pos=n_val_pos, pos_fraction=fraction, balanced=self._balanced,
-            batch_size=self.batch_size, **settings,
+            batch_size=self.batch_size, device_type=self.device_type, **settings,
         )  # fmt: skip
 
     def _arrays(self, frame: pd.DataFrame, chunk: int = 65_536) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -247,9 +268,33 @@ class LoanDataModule(L.LightningDataModule):
         x_num, x_cat, y = self.arrays[split]
         return TensorBatchDataset(torch.from_numpy(x_num), torch.from_numpy(x_cat), torch.from_numpy(y))
 
-    def _eval_loader(self, split: str) -> DataLoader:
+    def _eval_loader(self, split: str) -> DataLoader | ResidentBatches:
+        device = self._resident_device()
+        if device is not None:
+            return eval_batches(self._resident_tensors(split, device), self._eval_batch_size(device))
         data = self._dataset(split)
-        return self._loader(data, BatchSampler(SequentialSampler(data), self.eval_batch_size, drop_last=False))
+        return self._loader(data, BatchSampler(SequentialSampler(data), self._eval_batch_size(None), drop_last=False))
+
+    def _eval_batch_size(self, device: torch.device | None) -> int:
+        if self.eval_batch_size != "auto":
+            return int(self.eval_batch_size)
+        # On an accelerator a batch costs about the same at any size up to tens of thousands of rows.
+        return 8192 if device is None or device.type == "cpu" else 65536
+
+    def _resident_device(self) -> torch.device | None:
+        """The training device when the splits live there (`loan_default.training.resident`), else None."""
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        if self.resident == "auto":
+            # On CPU the DataLoader path is the faster one: numpy gathers beat torch's (training/tensors.py).
+            return device if device.type != "cpu" else None
+        return device if self.resident else None
+
+    def _resident_tensors(self, split: str, device: torch.device) -> tuple[torch.Tensor, ...]:
+        """The split's (x_num, x_cat, y) on ``device``, copied there once per device."""
+        key = (split, str(device))
+        if key not in self._on_device:
+            self._on_device[key] = to_device(self.arrays[split], device)
+        return self._on_device[key]
 
     def _loader(self, data, batch_sampler) -> DataLoader:
         return DataLoader(

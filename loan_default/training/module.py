@@ -129,13 +129,16 @@ class LoanDefaultModule(L.LightningModule):
         # BCEWithLogitsLoss keeps pos_weight as a buffer, so it follows the module across devices and checkpoints.
         weight = None if pos_weight is None else torch.tensor(pos_weight)
         self.loss_fn = nn.BCEWithLogitsLoss(pos_weight=weight, reduction="none")
+        # validate_args=False: the checks look at the values (are targets 0/1?), a host sync on every update that
+        # stalls a GPU each step; the datamodule's labels are checked once, when the split is built.
+        checks = {"validate_args": False}
         metrics = MetricCollection(
             {
-                "auroc": BinaryAUROC(thresholds=metric_thresholds),
-                "pr_auc": BinaryAveragePrecision(thresholds=metric_thresholds),
-                "recall": BinaryRecall(),
-                "precision": BinaryPrecision(),
-                "f1": BinaryF1Score(),
+                "auroc": BinaryAUROC(thresholds=metric_thresholds, **checks),
+                "pr_auc": BinaryAveragePrecision(thresholds=metric_thresholds, **checks),
+                "recall": BinaryRecall(**checks),
+                "precision": BinaryPrecision(**checks),
+                "f1": BinaryF1Score(**checks),
             }
         )
         self.train_metrics = metrics.clone(prefix="train/")
@@ -235,7 +238,11 @@ class LoanDefaultModule(L.LightningModule):
             {"params": [p for p in self.parameters() if id(p) in embedding], "lr": hp.lr * hp.embedding_lr_scale},
             {"params": [p for p in self.parameters() if p.ndim < 2], "lr": hp.lr, "weight_decay": 0.0},
         ]
-        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=hp.lr, weight_decay=hp.weight_decay)
+        # fused: one kernel for the whole update on CUDA instead of a dozen per parameter group (same arithmetic).
+        fused = {"fused": True} if self.device.type == "cuda" else {}
+        optimizer = torch.optim.AdamW(
+            [g for g in groups if g["params"]], lr=hp.lr, weight_decay=hp.weight_decay, **fused
+        )
         if hp.scheduler == "plateau":
             plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=2)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": plateau, "monitor": "val/loss"}}

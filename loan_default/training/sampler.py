@@ -159,16 +159,20 @@ class BalancedBatchSampler(Sampler[list[int]]):
         return self.batches_per_epoch or self.batches_per_pass
 
     def __iter__(self) -> Iterator[list[int]]:
+        for row in self._rows():
+            yield row.tolist()
+
+    def _rows(self) -> Iterator:
+        """This epoch's batches as rows of the pass plans (numpy arrays here, device tensors in the subclass)."""
         # A generator on purpose: the epoch advances when the first batch is taken, not when iter() is called, because
         # a multi-worker DataLoader calls iter() twice per epoch and discards the first iterator unused.
         epoch = self.epoch
         self.epoch += 1
         if self.batches_per_epoch is None:
             full, last = self.epoch_plan(epoch)
-            for row in full:  # converted to a list one batch at a time, as needed
-                yield row.tolist()
-            if last.size:
-                yield last.tolist()
+            yield from full  # one row (batch) at a time, as needed
+            if len(last):
+                yield last
             return
         # Epoch e covers batches [e * k, (e + 1) * k) of the endless sequence pass 0, pass 1, ...
         position = epoch * self.batches_per_epoch
@@ -176,14 +180,17 @@ class BalancedBatchSampler(Sampler[list[int]]):
         while remaining:
             pass_index, offset = divmod(position, self.batches_per_pass)
             full, last = self.epoch_plan(pass_index)
-            rows = [*full, last] if last.size else list(full)
+            rows = [*full, last] if len(last) else list(full)
             for row in rows[offset : offset + remaining]:
-                yield row.tolist()
+                yield row
                 position += 1
                 remaining -= 1
 
+    def _seed_sequence(self, epoch: int, stream: int) -> np.random.SeedSequence:
+        return np.random.SeedSequence(entropy=[self.seed, epoch], spawn_key=(stream,))
+
     def _rng(self, epoch: int, stream: int) -> np.random.Generator:
-        return np.random.default_rng(np.random.SeedSequence(entropy=[self.seed, epoch], spawn_key=(stream,)))
+        return np.random.default_rng(self._seed_sequence(epoch, stream))
 
     def epoch_plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
         """This rank's index plan for pass ``epoch`` (an epoch, unless ``batches_per_epoch`` is set): full batches as an (n, batch_size) array, plus the last partial
@@ -203,4 +210,52 @@ class BalancedBatchSampler(Sampler[list[int]]):
         full[:, : self.n_pos] = pos[: n_full * self.n_pos].reshape(n_full, self.n_pos)
         full[:, self.n_pos :] = mine[: n_full * self.n_neg].reshape(n_full, self.n_neg)
         last = np.concatenate([pos[n_full * self.n_pos :], mine[n_full * self.n_neg :]]).astype(np.int64)
+        return full, last
+
+
+class DeviceBalancedSampler(BalancedBatchSampler):
+    """`BalancedBatchSampler` whose index plan is drawn on ``device`` with torch, for tensors resident there.
+
+    Same arguments (plus ``device``), same guarantees: ``n_pos`` positives then ``n_neg`` negatives per full batch,
+    every negative of this rank's slice once per pass, disjoint slices across ranks, reseeded per pass, and batches a
+    pure function of (seed, epoch, rank, num_replicas) on a given device type. The draws come from torch's generator
+    on that device, not numpy's, so the batches differ from `BalancedBatchSampler`'s. Iterating yields int64 index
+    tensors on ``device`` (views into the pass plan): no host round trip, no Python work per row.
+    """
+
+    def __init__(self, *args: Any, device: torch.device | str = "cpu", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.device = torch.device(device)
+        self._pos_t = torch.from_numpy(self._pos).to(self.device)
+        self._neg_t = torch.from_numpy(self._neg).to(self.device)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return self._rows()
+
+    def _generator(self, epoch: int, stream: int) -> torch.Generator:
+        # A 63-bit seed from the same seed sequence the numpy plan uses, so each (seed, pass, stream) is independent.
+        state = self._seed_sequence(epoch, stream).generate_state(2, dtype=np.uint32)
+        seed = (int(state[0]) << 31) ^ int(state[1])
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+    def epoch_plan(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """As `BalancedBatchSampler.epoch_plan`, with torch tensors on ``device``."""
+        n = self._neg_t.numel()
+        order = torch.randperm(n, generator=self._generator(epoch, _NEGATIVE_STREAM), device=self.device)
+        mine = self._neg_t[order][self.rank :: self.num_replicas]
+        # Cyclic repeat to the per-rank length (pads short ranks by wrapping, truncates under drop_last).
+        mine = mine[torch.arange(self._negs_per_rank, device=self.device) % mine.numel()]
+
+        n_full, rest = divmod(self._negs_per_rank, self.n_neg)
+        pos_in_last = max(1, round(rest * self.n_pos / self.n_neg)) if rest else 0
+        n_pos_total = n_full * self.n_pos + pos_in_last
+        draws = torch.randint(
+            0, self._pos_t.numel(), (n_pos_total,), generator=self._generator(epoch, 1 + self.rank), device=self.device
+        )
+        pos = self._pos_t[draws]
+
+        full = torch.empty((n_full, self.batch_size), dtype=torch.int64, device=self.device)
+        full[:, : self.n_pos] = pos[: n_full * self.n_pos].view(n_full, self.n_pos)
+        full[:, self.n_pos :] = mine[: n_full * self.n_neg].view(n_full, self.n_neg)
+        last = torch.cat([pos[n_full * self.n_pos :], mine[n_full * self.n_neg :]])
         return full, last

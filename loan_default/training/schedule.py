@@ -15,6 +15,18 @@ best epoch was the first). So the schedule counts optimizer steps and samples, n
 * ``val_smoothing``: the weight of the past in an exponential average of validation ROC-AUC, ``k / (k + d)`` for
   ``d`` validation defaults and ``k = smoothing_defaults``: with few defaults one epoch's ROC-AUC is mostly noise
   (its standard deviation is ~0.05 at 20 defaults), with thousands it is exact and the average follows it.
+
+Large batches on an accelerator (issue 14): a GPU trains a batch of 16,384 rows in about the time of one of 1,024,
+so ``max_batch_size: auto`` is 1024 on CPU and ``accelerator_batch_size`` on a GPU. Fewer, larger steps need a larger
+step size to keep quality:
+
+* ``lr_scale``: the model's learning rate (set for ``lr_base_batch`` rows) is multiplied by
+  ``(batch_size / lr_base_batch) ** 0.5`` (``lr_scaling: sqrt``, the rule for Adam), ``batch_size / lr_base_batch``
+  (``linear``) or 1 (``none``); never below 1.
+* ``warmup_steps``: with a scaled rate the first ``warmup_epochs`` epochs ramp it up linearly (Adam's early moment
+  estimates are noisy; a large first step at a large rate can wreck the learned shapes).
+* ``min_epoch_steps``: an epoch holds at least this many optimizer steps (when the pass is long enough), so a large
+  batch is not validated, checkpointed and early-stopped every handful of steps.
 """
 
 from __future__ import annotations
@@ -22,6 +34,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
+
+# Learning-rate multiplier as a function of batch_size / lr_base_batch.
+LR_SCALING = {"sqrt": math.sqrt, "linear": float, "none": lambda ratio: 1.0}
 
 
 @dataclass(frozen=True)
@@ -34,6 +49,8 @@ class Schedule:
     max_epochs: int
     patience: int
     val_smoothing: float
+    lr_scale: float = 1.0
+    warmup_steps: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,7 +83,13 @@ def plan_schedule(
     pos_fraction: float | None,
     balanced: bool,
     batch_size: int | str = "auto",
-    max_batch_size: int = 1024,
+    device_type: str = "cpu",
+    max_batch_size: int | str = 1024,
+    accelerator_batch_size: int = 16384,
+    lr_scaling: str = "sqrt",
+    lr_base_batch: int = 1024,
+    warmup_epochs: float = 1.0,
+    min_epoch_steps: int = 0,
     min_batch_size: int = 32,
     min_steps_per_epoch: int = 32,
     epoch_samples: int | None = 150_000,
@@ -79,10 +102,15 @@ def plan_schedule(
     """The schedule for a training split of ``n_rows`` rows, ``n_pos`` of them defaults (see the module docstring).
 
     A number in ``batch_size`` pins it; ``epoch_samples``, ``patience_steps`` and ``smoothing_defaults`` set to None
-    (or 0) turn their rule off; ``min_steps`` 0 keeps ``max_epochs`` as given.
+    (or 0) turn their rule off; ``min_steps`` 0 keeps ``max_epochs`` as given. ``device_type`` is the training
+    device's kind ("cpu", "cuda", ...).
     """
     if n_rows < 1 or not 0 < n_pos <= n_rows:
         raise ValueError(f"the training split needs rows and defaults, got {n_rows} rows and {n_pos} defaults")
+    if lr_scaling not in LR_SCALING:
+        raise ValueError(f"schedule.lr_scaling must be one of {sorted(LR_SCALING)}, got {lr_scaling!r}")
+    if max_batch_size == "auto":
+        max_batch_size = 1024 if device_type == "cpu" else accelerator_batch_size
     if batch_size == "auto":
         batch_size = auto_batch_size(
             n_rows, n_pos, pos_fraction, balanced, max_batch_size=int(max_batch_size),
@@ -94,7 +122,7 @@ def plan_schedule(
     per_pass = batches_per_pass(n_rows, n_pos, batch_size, pos_fraction, balanced)
     per_epoch = per_pass
     if epoch_samples:
-        per_epoch = min(per_pass, math.ceil(int(epoch_samples) / batch_size))
+        per_epoch = min(per_pass, max(math.ceil(int(epoch_samples) / batch_size), int(min_epoch_steps or 0)))
     epochs = int(min_epochs)
     if min_steps:
         epochs = max(epochs, math.ceil(int(min_steps) / per_epoch))
@@ -104,6 +132,8 @@ def plan_schedule(
     smoothing = 0.0
     if smoothing_defaults:
         smoothing = float(smoothing_defaults) / (float(smoothing_defaults) + max(0, int(n_val_pos)))
+    lr_scale = max(1.0, LR_SCALING[lr_scaling](batch_size / int(lr_base_batch)))
+    warmup = round(float(warmup_epochs) * per_epoch) if lr_scale > 1 else 0
     return Schedule(
         batch_size=batch_size,
         batches_per_epoch=per_epoch if per_epoch < per_pass else None,
@@ -111,4 +141,6 @@ def plan_schedule(
         max_epochs=epochs,
         patience=patience,
         val_smoothing=round(smoothing, 6),
+        lr_scale=round(lr_scale, 6),
+        warmup_steps=warmup,
     )

@@ -58,8 +58,8 @@ ThresholdSettings = signature_model("ThresholdSettings", choose_threshold, skip=
 OutlierSettings = signature_model("OutlierSettings", OutlierFilter, skip=("seed",))
 LabelSettings = signature_model("LabelSettings", LabelConfig)
 SplitSettings = signature_model("SplitSettings", split_loans, skip=("df", "seed", "label"))
-# The data module fills in the split's sizes, the sampler's share and data.batch_size.
-_SCHEDULE_SKIP = ("n_rows", "n_pos", "n_val_pos", "pos_fraction", "balanced", "batch_size")
+# The data module fills in the split's sizes, the sampler's share, data.batch_size and the training device.
+_SCHEDULE_SKIP = ("n_rows", "n_pos", "n_val_pos", "pos_fraction", "balanced", "batch_size", "device_type")
 ScheduleSettings = signature_model("ScheduleSettings", plan_schedule, skip=_SCHEDULE_SKIP)
 
 

@@ -38,6 +38,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         sampler=OmegaConf.to_container(cfg.sampler, resolve=True),
         outlier=OmegaConf.to_container(cfg.outlier, resolve=True),
         schedule=OmegaConf.to_container(cfg.get("schedule") or {}, resolve=True),
+        device_type=device_type(cfg.trainer.get("accelerator", "cpu")),
         _convert_="all",
     )
     datamodule.prepare_data()
@@ -51,6 +52,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         cat_cardinalities=datamodule.cat_cardinalities,
         pos_weight=loss_pos_weight(cfg.model.get("pos_weight"), datamodule.batch_pos_fraction),
         **_auto(cfg.model, "val_smoothing", schedule.val_smoothing),
+        **_large_batch(cfg.model, schedule),
         _convert_="all",
     )
 
@@ -95,6 +97,26 @@ def _best_checkpoint(trainer: L.Trainer, cfg: DictConfig) -> str | None:
         log.warning("No best checkpoint (checkpointing off?): evaluating the weights in memory")
         return None
     return cfg.get("ckpt_path")
+
+
+def device_type(accelerator: str | None) -> str:
+    """The torch device kind a Trainer with this ``accelerator`` trains on ("auto" looks for a GPU)."""
+    accelerator = str(accelerator or "cpu").lower()
+    if accelerator == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return {"gpu": "cuda"}.get(accelerator, accelerator)
+
+
+def _large_batch(model: DictConfig, schedule) -> dict[str, Any]:
+    """The learning rate scaled for the schedule's batch size, and its warm-up (`training.schedule`)."""
+    if schedule.lr_scale == 1.0:
+        return {}
+    log.info("Batch %d: learning rate x %.3g, warm-up %d steps", schedule.batch_size, schedule.lr_scale,
+             schedule.warmup_steps)  # fmt: skip
+    return {
+        "lr": float(model.lr) * schedule.lr_scale,
+        "warmup_steps": max(schedule.warmup_steps, model.get("warmup_steps") or 0),
+    }
 
 
 def _auto(node: DictConfig, key: str, value: Any) -> dict[str, Any]:
