@@ -111,15 +111,23 @@ class LoanDataModule(L.LightningDataModule):
         else:
             find_file_pairs(folder=self.folder, origination=self.origination, performance=self.performance)
 
+    _given_split: tuple[dict[str, np.ndarray], Preprocessor] | None = None
+
+    def use_split(self, split_index: dict[str, np.ndarray], preprocessor: Preprocessor) -> None:
+        """Before `setup`: train on these rows with this fitted preprocessor instead of the configured split (a
+        cross-validation fold, `loan_default.training.cv`); `setup` still fits the outlier filter on the train rows."""
+        self._given_split = ({name: np.sort(np.asarray(rows)) for name, rows in split_index.items()}, preprocessor)
+
     def setup(self, stage: str | None = None) -> None:
         if self._is_setup:
             return
         self.table, self.load_report = self._load_table()
-        self.split_index = split_loans(self.table, seed=self.seed, **self.split)
+        given = self._given_split  # cross-validation folds set their rows and preprocessor (use_split)
+        self.split_index = dict(given[0]) if given else split_loans(self.table, seed=self.seed, **self.split)
         self.split_summary = describe_splits(self.table, self.split_index)  # logs sizes and default rates
 
         train_rows = self.table.iloc[self.split_index["train"]]
-        self.preprocessor = Preprocessor().fit(train_rows)
+        self.preprocessor = given[1] if given else Preprocessor().fit(train_rows)
 
         self.outlier_filter = OutlierFilter(seed=self.seed, **self.outlier_cfg)
         keep = self.outlier_filter.fit(self.preprocessor.outlier_matrix(train_rows), train_rows["default"].to_numpy())
