@@ -3,8 +3,9 @@
 A bundle is one folder:
 
     manifest.json         sha256 of every other file (verified at load: a changed file is refused)
-    model.safetensors     network weights (no pickle)
-    model.json            network shape, logit offset (prior correction), model name and version
+    model.safetensors     network weights (no pickle): one LoanNet, or the K nets of a cross-validation fold ensemble
+    model.json            network shape (``{"folds": K, "fold": ...}`` for an ensemble), logit offset (prior
+                          correction), model name and version
     preprocessor/         fitted Preprocessor state (JSON)
     outlier/              fitted outlier detector exported to arrays (JSON + npz)
     decision.json         threshold, how it was chosen, risk bands
@@ -43,6 +44,7 @@ from scipy.special import expit
 
 from loan_default.common.atomic import make_tree_readable, replace_folder
 from loan_default.core.drift import Reference
+from loan_default.core.ensemble import FoldEnsemble, build_network
 from loan_default.core.network import LoanNet
 from loan_default.core.outlier_scorer import OutlierScorer
 from loan_default.core.preprocess import Preprocessor
@@ -75,7 +77,7 @@ class Bundle:
     """A loaded model bundle: transform raw loans, score them, explain them."""
 
     path: Path
-    net: LoanNet
+    net: LoanNet | FoldEnsemble
     preprocessor: Preprocessor
     outlier: OutlierScorer
     logit_offset: float
@@ -142,7 +144,7 @@ class Bundle:
 def write_bundle(
     path: str | Path,
     *,
-    net: LoanNet,
+    net: LoanNet | FoldEnsemble,
     net_kwargs: dict[str, Any],
     preprocessor: Preprocessor,
     outlier_filter: Any,
@@ -208,7 +210,7 @@ def load_bundle(path: str | Path) -> Bundle:
     verify_checksums(path, manifest["files"])
 
     model_info = json.loads((path / "model.json").read_text())
-    net = LoanNet(**model_info["network"])
+    net = build_network(model_info["network"])  # one LoanNet, or the cross-validation fold ensemble
     net.load_state_dict(load_file(path / "model.safetensors"))
     net.eval()
     background = np.load(path / "background.npz", allow_pickle=False)
