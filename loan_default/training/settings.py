@@ -18,7 +18,7 @@ import inspect
 import typing
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import is_dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from omegaconf import DictConfig, OmegaConf
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -97,6 +97,14 @@ class SamplerSettings(Block):
     pos_to_neg_ratio: float | None = Field(gt=0)  # alternative to pos_fraction
 
 
+class CvSettings(Block):
+    """`cv`: cross-validation mode (`loan_default.training.cv`; values and the measurement: conf/train.yaml)."""
+
+    folds: Annotated[int, Field(ge=2)] | Literal["auto"] | None = None  # null: off; K: K folds; auto: see below
+    auto_max_rows: int = Field(0, ge=0)  # auto: on when the non-test rows are fewer than this
+    auto_folds: int = Field(5, ge=2)  # auto: this many folds
+
+
 class Settings(Block):
     """The typed view of a training config's dict-shaped blocks (the rest is checked by Hydra's instantiate)."""
 
@@ -107,6 +115,7 @@ class Settings(Block):
     label: LabelSettings | None = None  # type: ignore[valid-type]  # data.label; null: the prepared table's label
     split: SplitSettings | None = None  # type: ignore[valid-type]  # data.split
     schedule: ScheduleSettings | None = None  # type: ignore[valid-type]  # null: the schedule's own defaults
+    cv: CvSettings = CvSettings()  # absent: cross-validation off
 
 
 # Where each Settings field lives in the composed config.
@@ -118,6 +127,7 @@ _PATHS: dict[str, str] = {
     "label": "data.label",
     "split": "data.split",
     "schedule": "schedule",
+    "cv": "cv",
 }
 
 

@@ -32,40 +32,16 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "config.yaml").write_text(resolved_yaml(cfg))
 
-    log.info("Instantiating datamodule <%s>", cfg.data._target_)
-    datamodule = instantiate(
-        cfg.data,
-        sampler=OmegaConf.to_container(cfg.sampler, resolve=True),
-        outlier=OmegaConf.to_container(cfg.outlier, resolve=True),
-        schedule=OmegaConf.to_container(cfg.get("schedule") or {}, resolve=True),
-        device_type=device_type(cfg.trainer.get("accelerator", "cpu")),
-        _convert_="all",
-    )
+    datamodule = make_datamodule(cfg)
     datamodule.prepare_data()
     datamodule.setup("fit")
+    from loan_default.training.cv import cv_folds, train_cv  # here: cv.py builds its fold models with this module
+
+    folds = cv_folds(cfg, datamodule.split_summary)
+    if folds:
+        return train_cv(cfg, datamodule, folds, started)
     schedule = datamodule.schedule
-
-    log.info("Instantiating model <%s>", cfg.model._target_)
-    model = instantiate(
-        cfg.model,
-        n_numeric=datamodule.n_numeric,
-        cat_cardinalities=datamodule.cat_cardinalities,
-        pos_weight=loss_pos_weight(cfg.model.get("pos_weight"), datamodule.batch_pos_fraction),
-        **_auto(cfg.model, "val_smoothing", schedule.val_smoothing),
-        **_large_batch(cfg.model, schedule),
-        _convert_="all",
-    )
-
-    loggers = _instantiate_group(cfg.get("logger"), "logger")
-    callbacks = _instantiate_group(cfg.get("callbacks"), "callback", {EarlyStopping: {"patience": schedule.patience}})
-    if not loggers:  # LearningRateMonitor refuses to run without a logger
-        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer_overrides: dict[str, Any] = {"callbacks": callbacks, "logger": loggers or False}
-    trainer_overrides |= _auto(cfg.trainer, "max_epochs", schedule.max_epochs)
-    if cfg.trainer.get("enable_progress_bar") is None:
-        trainer_overrides["enable_progress_bar"] = progress_enabled()
-    log.info("Instantiating trainer <%s>", cfg.trainer._target_)
-    trainer: L.Trainer = instantiate(cfg.trainer, **trainer_overrides)
+    model, trainer = make_model_and_trainer(cfg, datamodule)
 
     objects = {"cfg": cfg, "datamodule": datamodule, "model": model, "trainer": trainer, "schedule": schedule}
     metrics: dict[str, Any] = {}
@@ -87,6 +63,46 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             metrics.update({k: v for k, v in report.items() if isinstance(v, int | float)})
             objects["report"] = report
     return metrics, objects
+
+
+def make_datamodule(cfg: DictConfig):
+    """The configured `LoanDataModule` (not yet set up)."""
+    log.info("Instantiating datamodule <%s>", cfg.data._target_)
+    return instantiate(
+        cfg.data,
+        sampler=OmegaConf.to_container(cfg.sampler, resolve=True),
+        outlier=OmegaConf.to_container(cfg.outlier, resolve=True),
+        schedule=OmegaConf.to_container(cfg.get("schedule") or {}, resolve=True),
+        device_type=device_type(cfg.trainer.get("accelerator", "cpu")),
+        _convert_="all",
+    )
+
+
+def make_model_and_trainer(cfg: DictConfig, datamodule) -> tuple[L.LightningModule, L.Trainer]:
+    """The configured model and trainer for a set-up datamodule (its schedule fills the settings left to it)."""
+    schedule = datamodule.schedule
+    log.info("Instantiating model <%s>", cfg.model._target_)
+    model = instantiate(
+        cfg.model,
+        n_numeric=datamodule.n_numeric,
+        cat_cardinalities=datamodule.cat_cardinalities,
+        pos_weight=loss_pos_weight(cfg.model.get("pos_weight"), datamodule.batch_pos_fraction),
+        **_auto(cfg.model, "val_smoothing", schedule.val_smoothing),
+        **_large_batch(cfg.model, schedule),
+        _convert_="all",
+    )
+
+    loggers = _instantiate_group(cfg.get("logger"), "logger")
+    callbacks = _instantiate_group(cfg.get("callbacks"), "callback", {EarlyStopping: {"patience": schedule.patience}})
+    if not loggers:  # LearningRateMonitor refuses to run without a logger
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    trainer_overrides: dict[str, Any] = {"callbacks": callbacks, "logger": loggers or False}
+    trainer_overrides |= _auto(cfg.trainer, "max_epochs", schedule.max_epochs)
+    if cfg.trainer.get("enable_progress_bar") is None:
+        trainer_overrides["enable_progress_bar"] = progress_enabled()
+    log.info("Instantiating trainer <%s>", cfg.trainer._target_)
+    trainer: L.Trainer = instantiate(cfg.trainer, **trainer_overrides)
+    return model, trainer
 
 
 def _best_checkpoint(trainer: L.Trainer, cfg: DictConfig) -> str | None:

@@ -48,15 +48,25 @@ def predict_logits(
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def evaluate_and_bundle(cfg: DictConfig, dm, model, output_dir: Path, started: float) -> dict[str, Any]:
-    """Write metrics.json, report.md, plots/ and bundle/ into `output_dir`; return the metrics dict."""
-    net = model.net.cpu().eval()
+def evaluate_and_bundle(
+    cfg: DictConfig, dm, model, output_dir: Path, started: float, *, net: torch.nn.Module | None = None,
+    offset: float | None = None, val_proba: np.ndarray | None = None, baselines: dict | None = None,
+    extra_metrics: dict[str, Any] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Write metrics.json, report.md, plots/ and bundle/ into `output_dir`; return the metrics dict.
+
+    Cross-validation (`training.cv`) passes its fold ensemble as ``net`` with its ``offset`` (``model`` is then
+    unused), the out-of-fold probabilities of ``dm``'s val rows as ``val_proba`` (the threshold is chosen on them),
+    the ``baselines`` fitted on the same folds, and ``extra_metrics`` (its ``cv`` section).
+    """
+    net = (model.net if net is None else net).cpu().eval()
     trainer = getattr(dm, "trainer", None)
     device = trainer.strategy.root_device if trainer is not None else None  # predictions on the training device
     train_y = dm.arrays["train"][2]
-    offset = prior_logit_offset(float(train_y.mean()), dm.batch_pos_fraction, model.hparams.get("pos_weight"))
-    proba = {}
-    for split in ("val", "test"):
+    if offset is None:
+        offset = prior_logit_offset(float(train_y.mean()), dm.batch_pos_fraction, model.hparams.get("pos_weight"))
+    proba = {} if val_proba is None else {"val": val_proba}
+    for split in ("val", "test")[len(proba) :]:
         x_num, x_cat, _ = dm.arrays[split]
         proba[split] = expit(predict_logits(net, x_num, x_cat, device=device) + offset)
     y_val, y_test = dm.arrays["val"][2], dm.arrays["test"][2]
@@ -70,8 +80,9 @@ def evaluate_and_bundle(cfg: DictConfig, dm, model, output_dir: Path, started: f
     )  # fmt: skip
 
     evaluation = cfg.get("evaluation") or {}
-    baselines = {}
-    if evaluation.get("baselines", True):
+    fit = baselines is None and evaluation.get("baselines", True)
+    baselines = baselines or {}
+    if fit:
         baselines = fit_baselines(
             dm.arrays["train"], dm.arrays["val"], dm.arrays["test"], dm.preprocessor.categorical_names, cfg.seed,
             recall_target=cfg.threshold.recall_target, cost_fn_fp=cfg.threshold.cost_fn_fp,
@@ -116,6 +127,7 @@ def evaluate_and_bundle(cfg: DictConfig, dm, model, output_dir: Path, started: f
     metrics["data"] = {"labels": dm.load_report, "outliers": dm.outlier_report}
     metrics["model"] = {"target": cfg.model._target_, "hidden_sizes": list(cfg.model.hidden_sizes)}
     metrics["train_seconds"] = round(time.time() - started, 1)
+    metrics.update(extra_metrics or {})
     intervals = report_intervals(
         y_test, proba["test"], test_metrics, baselines, float(evaluation.get("ci_level", 0.95))
     )
@@ -140,7 +152,7 @@ def evaluate_and_bundle(cfg: DictConfig, dm, model, output_dir: Path, started: f
     bundle_path = write_bundle(
         output_dir / "bundle",
         net=net,
-        net_kwargs=model.net.config(),
+        net_kwargs=net.config(),
         preprocessor=dm.preprocessor,
         outlier_filter=dm.outlier_filter,
         logit_offset=offset,

@@ -75,7 +75,21 @@ nav a { margin-right: 1em; }
 <td>{{ pct(b.recall_at_threshold) }}</td><td>{{ num(b.false_negatives) }}</td></tr>{% endfor %}
 {% if m.oracle_auroc is not none %}<tr><td>Oracle (true PD, synthetic data)</td><td></td>
 <td>{{ num(m.oracle_auroc) }}</td><td></td><td></td><td></td></tr>{% endif %}
-</table></section>
+</table>
+{% if cv %}<h3 id="cv">Cross-validation ({{ cv.folds }} folds)</h3>
+<p>Each fold model trained on the other folds of the non-test loans and was early-stopped on its own fold; ROC-AUC on
+each fold's held-out loans, their mean ± sd and pooled out of fold. Val ROC-AUC above is the pooled out-of-fold
+figure; test figures are the fold ensembles' (the mean of the fold models' logits); the baselines ran on the same
+folds.</p>
+<table><tr><th>Fold</th><th>Loans</th><th>Defaults</th>{% for t in cv_titles %}<th>{{ t }}</th>{% endfor %}
+<th>Best epoch</th></tr>
+{% for f in cv.per_fold %}<tr><td>{{ f.fold }}</td><td>{{ num(f.rows) }}</td><td>{{ num(f.defaults) }}</td>
+{% for n in cv_names %}<td>{{ num(f[n]) }}</td>{% endfor %}<td>{{ num(f.best_epoch) }}</td></tr>{% endfor %}
+<tr><td>mean ± sd</td><td></td><td></td>{% for n in cv_names %}<td>{{ num(cv.summary[n].mean) }} ±
+{{ num(cv.summary[n].sd) }}</td>{% endfor %}<td></td></tr>
+<tr><td>out of fold</td><td></td><td></td>{% for n in cv_names %}<td>{{ num(cv.oof_auroc[n[:-6]]) }}</td>
+{% endfor %}<td></td></tr></table>{% endif %}
+</section>
 
 <section id="discrimination"><h2>Discrimination</h2>
 <p>Cells with fewer than {{ v.min_defaults }} defaults (or non-defaults) are shown in grey and marked small.</p>
@@ -152,6 +166,8 @@ def render_report_html(metrics: Mapping[str, Any], plot_paths: Mapping[str, str 
     diff = metrics.get("auroc_diff_vs_best_ci")
     models = [("ANN", metrics)] + [(MODEL_NAMES.get(n, n), b) for n, b in (metrics.get("baselines") or {}).items()]
     portfolio = v.get("calibration_portfolio")
+    cv = metrics.get("cv")
+    cv_names = [n for n in cv["summary"] if n.endswith("_auroc")] if cv else []
     env = Environment(autoescape=True, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     return env.from_string(TEMPLATE).render(
         sections=SECTIONS,
@@ -168,6 +184,9 @@ def render_report_html(metrics: Mapping[str, Any], plot_paths: Mapping[str, str 
         diff_name=MODEL_NAMES.get(diff["baseline"], diff["baseline"]) if diff else "",
         diff_ci=ci_text(diff, "diff") if diff else "",
         threshold_sentence=_threshold_sentence(metrics),
+        cv=cv,
+        cv_names=cv_names,
+        cv_titles=["ANN" if n == "ann_auroc" else MODEL_NAMES.get(n[: -len("_auroc")], n) for n in cv_names],
         stability_against=v.get("stability_against", "test"),
         csi_rows=sorted((v.get("csi") or {}).items(), key=lambda item: -(item[1]["psi"] or 0.0)),  # worst first
         images={name: _image(p) for name, p in plot_paths.items()},
