@@ -15,6 +15,18 @@ to last batch end). ``fraction_of_plain_loop`` uses ``fit``.
 
     .venv/bin/python bench/train_step.py            # 200k rows x 40 numeric + 6 categorical, batch 1024
     .venv/bin/python bench/train_step.py --quick    # 30k rows
+
+Device mode (``--device cuda``, or ``--device cpu`` to try it here): the GPU path of issue 14 on synthetic loans from
+the generator (``--loans``, default 1,000,000). It runs train.py's ``train(cfg)`` twice on the same data (SUOD,
+SHAP, baselines and plots off): once with the schedule's automatic batch size for the device (large on a GPU, with the
+learning rate scaled), once pinned to batch 1024, and reports both test ROC-AUCs (``auroc``, ``auroc_batch1024``).
+Then it times whole training epochs of Lightning (the module and the datamodule's resident batches, as train.py
+builds them) against a plain PyTorch loop over the same device-resident tensors and the same device-drawn balanced
+batches (forward, weighted BCE, backward, fused AdamW step); each epoch is timed between device synchronisations and
+the first epoch (warm-up) is discarded. Extra Hydra overrides for every run go after ``--``.
+
+    python bench/train_step.py --device cuda                      # the H200 check: 1M loans
+    .venv/bin/python bench/train_step.py --device cpu --loans 20000 --epochs 3 -- data.resident=true
 """
 
 from __future__ import annotations
@@ -22,7 +34,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
+import shutil
 import statistics
+import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -158,6 +174,179 @@ def lightning_epoch(dataset, collate, sampler: Sampler, hp: dict, seed: int) -> 
     return fit_seconds, timer.seconds, {k: float(v) for k, v in trainer.callback_metrics.items()}
 
 
+def compose_cfg(out: Path, overrides: list[str]):
+    """conf/train.yaml with ``overrides``, outputs in ``out`` (what ``python train.py ...`` would run)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(out)
+        cfg.extras.print_config = False
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def quality_run(work: Path, name: str, overrides: list[str]) -> tuple[dict, dict]:
+    """One train(cfg); its test ROC-AUC, schedule, best epoch and wall time, and train's objects."""
+    from loan_default.training.train import train
+
+    start = time.perf_counter()
+    shutil.rmtree(work / "runs" / name, ignore_errors=True)  # a rerun's checkpoints would be renamed *-v1
+    metrics, objects = train(compose_cfg(work / "runs" / name, overrides))
+    best = re.search(r"epoch_(\d+)", objects["trainer"].checkpoint_callback.best_model_path or "")
+    result = {
+        "auroc": round(float(metrics["test/auroc"]), 5),
+        "seconds": round(time.perf_counter() - start, 1),
+        "best_epoch": int(best.group(1)) if best else None,
+        "epochs": int(objects["trainer"].current_epoch),
+        "lr": float(objects["model"].hparams.lr),
+        **objects["schedule"].as_dict(),
+    }
+    print(f"{name}: {json.dumps(result)}", flush=True)
+    return result, objects
+
+
+class EpochClock(L.Callback):
+    """Seconds between consecutive epoch starts (the last epoch ends at train end), timed between syncs."""
+
+    def __init__(self) -> None:
+        self.marks: list[float] = []
+
+    def _mark(self, trainer) -> None:
+        synchronize(trainer.strategy.root_device)
+        self.marks.append(time.perf_counter())
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._mark(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._mark(trainer)
+
+    def epochs(self) -> list[float]:
+        return [b - a for a, b in zip(self.marks, self.marks[1:], strict=False)]
+
+
+def plain_resident_epochs(net: nn.Module, tensors, sampler, pos_weight: float, epochs: int, device) -> list[float]:
+    """Seconds per epoch of the minimal loop over device-resident tensors and device-drawn batch indices."""
+    net.train()
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight, device=device))
+    fused = {"fused": True} if device.type == "cuda" else {}
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-3, **fused)
+    x_num, x_cat, y = tensors
+    seconds = []
+    for _ in range(epochs):
+        synchronize(device)
+        start = time.perf_counter()
+        for idx in sampler:
+            optimizer.zero_grad(set_to_none=True)
+            logits = net(x_num.index_select(0, idx), x_cat.index_select(0, idx)).squeeze(1)
+            loss_fn(logits, y.index_select(0, idx)).backward()
+            optimizer.step()
+        synchronize(device)
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def device_main(args: argparse.Namespace, extra: list[str]) -> None:
+    """The device mode (module docstring)."""
+    from hydra.utils import instantiate
+
+    from loan_default.training.imbalance import loss_pos_weight
+    from loan_default.training.resident import ResidentBatches
+    from loan_default.training.sampler import DeviceBalancedSampler
+
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device here")
+    work = Path(args.work or tempfile.mkdtemp(prefix="train_step_"))
+    trainer = "gpu" if device.type == "cuda" else "cpu"
+    base = [
+        f"paths.root_dir={work}", f"data.synthetic.loans={args.loans}", f"trainer={trainer}", "outlier=none",
+        "logger=csv", "evaluation.baselines=false", "evaluation.shap=false", "evaluation.plots=false",
+        f"seed={args.seed}", *extra,
+    ]  # fmt: skip
+    auto, objects = quality_run(work, "auto", base)
+    variants = {}
+    for i, overrides in enumerate(args.variant or []):  # extra quality runs for the decision record
+        variants[overrides], _ = quality_run(work, f"variant{i}", [*base, *overrides.split()])
+    pinned, _ = (
+        (auto, None) if auto["batch_size"] == 1024 else quality_run(work, "batch1024", [*base, "data.batch_size=1024"])
+    )
+
+    # Speed: the same tensors, the same batch size and the same kind of balanced batches for both loops.
+    dm, cfg = objects["datamodule"], objects["cfg"]
+    tensors = dm._resident_tensors("train", device)
+    pos_weight = loss_pos_weight(cfg.model.get("pos_weight"), dm.batch_pos_fraction) or 1.0
+
+    def build_module():
+        torch.manual_seed(args.seed)
+        return instantiate(cfg.model, n_numeric=dm.n_numeric, cat_cardinalities=dm.cat_cardinalities,
+                           pos_weight=pos_weight, val_smoothing=0.0, lr=auto["lr"], _convert_="all")  # fmt: skip
+
+    def speed(size: int) -> tuple[float, float, int]:
+        """Median samples/s of the plain loop and of Lightning at this batch size, and samples per epoch."""
+
+        def sampler() -> DeviceBalancedSampler:
+            return DeviceBalancedSampler(tensors[2].cpu().numpy(), size, pos_fraction=dm.batch_pos_fraction,
+                                         seed=args.seed, device=device)  # fmt: skip
+
+        full, last = sampler().epoch_plan(0)
+        samples = full.numel() + last.numel()
+        rates: dict[str, list[float]] = {"plain": [], "lightning": []}
+        for _ in progress(range(args.repeats), desc=f"speed repeats, batch {size}"):
+            net = build_module().net.to(device)
+            plain = plain_resident_epochs(net, tensors, sampler(), pos_weight, args.epochs, device)
+            rates["plain"].append(samples / statistics.median(plain[1:]))
+            clock = EpochClock()
+            fit = L.Trainer(
+                accelerator=trainer, devices=1, max_epochs=args.epochs, logger=False, enable_checkpointing=False,
+                enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+                gradient_clip_val=cfg.trainer.get("gradient_clip_val"), callbacks=[clock],
+            )  # fmt: skip
+            plan = sampler()
+            fit.fit(build_module(), train_dataloaders=ResidentBatches(tensors, plan, len(plan)))
+            rates["lightning"].append(samples / statistics.median(clock.epochs()[1:]))
+        return statistics.median(rates["plain"]), statistics.median(rates["lightning"]), samples
+
+    size = auto["batch_size"]
+    plain, lightning, samples = speed(size)
+    by_batch = {}
+    for other in args.speed_batches or []:
+        p, lt, _ = speed(other)
+        by_batch[other] = {"plain": round(p), "lightning": round(lt), "fraction": round(lt / p, 3)}
+        print(f"batch {other}: {json.dumps(by_batch[other])}", flush=True)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    goals = {
+        "auroc_within_0.002_of_batch1024": auto["auroc"] >= pinned["auroc"] - 0.002,
+        "fraction_of_plain_loop_ge_0.7": lightning / plain >= 0.7,
+    }
+    if device.type == "cuda":
+        goals["samples_per_s_ge_10M"] = lightning >= 10_000_000
+    print(f"device={name} loans={args.loans} batch={size} samples/epoch={samples} epochs={args.epochs} "
+          f"repeats={args.repeats}")  # fmt: skip
+    print(f"{'run':<34}{'samples/s':>14}{'ratio':>8}")
+    print(f"{'plain PyTorch loop (resident)':<34}{plain:>14.0f}{1.0:>8.2f}")
+    print(f"{'Lightning (train.py module+data)':<34}{lightning:>14.0f}{lightning / plain:>8.2f}")
+    print(json.dumps({
+        "device": name, "loans": args.loans, "batch_size": size, "samples_per_epoch": samples,
+        "samples_per_s": round(lightning), "plain_resident_samples_per_s": round(plain),
+        "fraction_of_plain_loop": round(lightning / plain, 3), "auroc": auto["auroc"],
+        "auroc_batch1024": pinned["auroc"], "auto_run": auto, "batch1024_run": pinned, "variants": variants,
+        "speed_by_batch": by_batch, "goals": goals,
+    }))  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=200_000)
@@ -170,7 +359,22 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default="ann_small", help="conf/model/<name>.yaml")
     parser.add_argument("--quick", action="store_true", help="30k rows, 3 repeats")
-    args = parser.parse_args()
+    parser.add_argument("--device", help="device mode on this torch device (cuda, cpu): see the module docstring")
+    parser.add_argument("--loans", type=int, default=1_000_000, help="device mode: synthetic loans")
+    parser.add_argument("--epochs", type=int, default=6, help="device mode: epochs per speed run (first discarded)")
+    parser.add_argument("--work", help="device mode: working folder (data, cache, runs); default a temporary one")
+    parser.add_argument("--variant", action="append", help="device mode: an extra quality run's overrides ('a=1 b=2')")
+    parser.add_argument("--speed-batches", type=int, nargs="*", help="device mode: more batch sizes to time")
+    argv = sys.argv[1:]
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    if args.device:
+        logging.getLogger("lightning").setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore")
+        if args.repeats == 5:
+            args.repeats = 3
+        device_main(args, extra)
+        return
     if args.quick:
         args.rows, args.repeats = 30_000, 3
     if args.threads:
