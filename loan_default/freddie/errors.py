@@ -24,6 +24,9 @@ class FreddieFormatError(ValueError):
         shown = "" if value is None else f" (value {_clip(value)!r})"
         super().__init__(f"{where}: {problem}{shown}")
 
+    def __reduce__(self):  # pickled by its fields: a worker process (common.parallel) raises it in the caller
+        return type(self), (self.file, self.line, self.field, self.value, self.problem)
+
 
 class FreddieDataWarning(UserWarning):
     """Rows or loans were skipped under a documented policy; the counts are in the warning and in the report."""

@@ -23,13 +23,15 @@ import json
 import re
 import time
 from collections.abc import Iterable, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from loan_default.common.months import month_number
-from loan_default.common.progress import progress
+from loan_default.common.parallel import ordered_map, resolve_workers
+from loan_default.common.progress import progress_bar
 from loan_default.freddie.schema import ORIGINATION_LAYOUTS, PERFORMANCE_LAYOUTS
 from loan_default.synthetic.economy import FIRST_YEAR, LAST_YEAR
 from loan_default.synthetic.hazard import HAZARDS, default_probability
@@ -52,6 +54,7 @@ PERFORMANCE_LAYOUT_FOR = {"orig32": "perf32", "orig31": "perf30", "orig31_r47": 
 CORRUPTED_SHARE = 0.01
 MANIFEST = "synthetic.json"  # the settings a folder's files were made with; written last, removed first
 GENERATOR_VERSION = 1  # bump when the same settings would produce different files
+PARALLEL_MIN_LOANS = 20_000  # below this, starting worker processes costs more than it saves (workers=None)
 CHUNK_LOANS = 25_000  # histories are built this many loans at a time, so memory stays flat as N grows
 TRUTH_HEADER = "loan_id,true_pd,corrupted,corruption\n"
 BLANK_SHARE = 0.5  # share of each --blank field set to "not available" unless told otherwise
@@ -194,6 +197,14 @@ def _write_vintage(
     return summary, truth
 
 
+def _vintage_task(
+    out: Path, seed: int, layout: str, cutoff: int, corrupted_share: float, options: dict, year_loans: tuple[int, int]
+) -> tuple[dict, pa.Table]:
+    """`_write_vintage` for one (year, loans) item: what a worker process runs."""
+    year, n = year_loans
+    return _write_vintage(out, year, n, seed, layout, cutoff, corrupted_share, options)
+
+
 def _blank_rng(seed: int, year: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, year, 1]))
 
@@ -226,6 +237,7 @@ def generate(
     blank_fields: Iterable[str] | str | None = None,
     blank_share: float = BLANK_SHARE,
     shift: dict | str | None = None,
+    workers: int | None = None,
 ) -> dict:
     """Write synthetic origination and performance files per vintage plus ``truth.csv`` into ``out_dir``.
 
@@ -237,6 +249,10 @@ def generate(
     ``hazard`` is ``"nonlinear"`` (default) or ``"linear"``; ``blank_fields`` (names, or ``"a,b"``) lose about
     ``blank_share`` of their values to "not available"; ``shift`` (``{"credit_score": -60}`` or
     ``"credit_score=-60,orig_rate=+1.5"``) moves every loan's value of those fields.
+
+    ``workers`` processes write vintages at once (None: one per CPU, at most 8, when there are at least
+    `PARALLEL_MIN_LOANS` loans; 1: in this process). Each vintage
+    has its own random stream, so the files are the same bytes for any number of workers.
     """
     options = _options(hazard, blank_fields, blank_share, shift)
     years = parse_vintages(vintages)
@@ -248,6 +264,8 @@ def generate(
         )
     if not 0.0 <= corrupted_share < 1.0:
         raise SyntheticArgumentError(f"corrupted_share {corrupted_share} must be in [0, 1)")
+    if workers is not None and int(workers) < 1:
+        raise SyntheticArgumentError(f"workers {workers} must be at least 1 (or None for one per CPU)")
     cutoff = _check_cutoff(default_cutoff(years) if cutoff is None else cutoff, years)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -256,11 +274,13 @@ def generate(
     (out / MANIFEST).unlink(missing_ok=True)
 
     started = time.perf_counter()
-    per_vintage, truths = {}, []
-    counts = _loans_per_vintage(n_loans, years)
-    for year, n in progress(list(zip(years, counts, strict=True)), desc="vintages", unit="vintage"):
-        per_vintage[str(year)], truth = _write_vintage(out, year, n, seed, layout, cutoff, corrupted_share, options)
-        truths.append(truth)
+    tasks = list(zip(years, _loans_per_vintage(n_loans, years), strict=True))
+    task = partial(_vintage_task, out, seed, layout, cutoff, corrupted_share, options)
+    with progress_bar(total=len(tasks), desc="vintages", unit="vintage") as bar:
+        workers = resolve_workers(workers, len(tasks), small=n_loans < PARALLEL_MIN_LOANS)
+        results = ordered_map(task, tasks, workers, done=lambda _: bar.update())
+    per_vintage = {str(year): summary for (year, _), (summary, _) in zip(tasks, results, strict=True)}
+    truths = [truth for _, truth in results]
     with AtomicWriter(out / "truth.csv") as writer:
         writer.write_text(TRUTH_HEADER)
         writer.write(pa.concat_tables(truths), delimiter=",")
@@ -325,9 +345,11 @@ def ensure_synthetic(
     blank_fields: Iterable[str] | str | None = None,
     blank_share: float = BLANK_SHARE,
     shift: dict | str | None = None,
+    workers: int | None = None,
 ) -> dict:
     """Generate the synthetic files into ``folder`` unless it already holds them for exactly these settings.
 
+    ``workers``: processes that write vintages at once (None: one per CPU, at most 8); it does not change the files.
     Returns the folder's manifest (the summary ``generate`` returned when it wrote the files).
     """
     folder = Path(folder)
@@ -339,7 +361,9 @@ def ensure_synthetic(
     current = all(manifest.get(key, OPTION_DEFAULTS.get(key)) == value for key, value in wanted.items())
     if current and all((folder / name).is_file() for name in manifest.get("files", [""])):
         return manifest
-    return generate(folder, loans, seed, years, layout, resolved, corrupted_share, **_as_arguments(options))
+    return generate(
+        folder, loans, seed, years, layout, resolved, corrupted_share, **_as_arguments(options), workers=workers
+    )
 
 
 def _as_arguments(options: dict) -> dict:
@@ -392,6 +416,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--blank", default=None, help=f"comma-separated fields to blank; any of {', '.join(BLANKABLE)}")
     parser.add_argument("--blank-share", type=float, default=BLANK_SHARE, help="share of each --blank field blanked")
     parser.add_argument("--shift", default=None, help="e.g. credit_score=-60,orig_rate=+1.5 (a drifted population)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="vintages written at once (default: one per CPU, at most 8)"
+    )
     args = parser.parse_args(argv)
     try:
         summary = generate(
@@ -406,6 +433,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             blank_fields=args.blank,
             blank_share=args.blank_share,
             shift=args.shift,
+            workers=args.workers,
         )
     except SyntheticArgumentError as err:
         parser.error(str(err))
