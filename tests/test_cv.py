@@ -22,7 +22,6 @@ from loan_default.training.evaluation.cv_summary import FoldResult, out_of_fold
 from loan_default.training.settings import ConfigError, validate_settings
 
 FOLDS = 3
-CV_LOANS = 3000
 
 
 # -- folds and out-of-fold placement -------------------------------------------------------------------------------
@@ -143,20 +142,14 @@ def test_ensemble_refuses_one_net_or_unlike_nets():
 
 # -- one real cross-validated run ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def cv_run(tmp_path_factory):
-    """train(cfg) with cv.folds=3 on 3,000 synthetic loans: SHAP on a few rows, plots off (seconds per fold)."""
-    from loan_default.synthetic.generate import ensure_synthetic
+def cv_run(tiny_root, tmp_path_factory):
+    """train(cfg) with cv.folds=3 on the session's 4,000 synthetic loans: SHAP on a few rows, plots off."""
     from loan_default.training.train import train
 
-    root = tmp_path_factory.mktemp("cv-root")
-    ensure_synthetic(root / "data" / "synthetic", loans=CV_LOANS, seed=5)
     out = tmp_path_factory.mktemp("cv-run")
-    cfg = compose_train_cfg(
-        root, out,
-        [f"data.synthetic.loans={CV_LOANS}", "data.synthetic.seed=5", f"cv.folds={FOLDS}", "evaluation.plots=false",
-         "evaluation.shap_rows=20", "evaluation.shap_background=20", "logger=none"],
-    )  # fmt: skip
-    metrics, objects = train(cfg)
+    overrides = [f"cv.folds={FOLDS}", "evaluation.plots=false", "evaluation.shap_rows=20",
+                 "evaluation.shap_background=20", "logger=none"]  # fmt: skip
+    metrics, objects = train(compose_train_cfg(tiny_root, out, overrides))
     return metrics, objects, out
 
 
