@@ -143,8 +143,9 @@ def _confusion_section(metrics: Mapping[str, Any]) -> list[str]:
 def _comparison_section(metrics: Mapping[str, Any]) -> list[str]:
     rows = [("ANN", metrics)]
     rows += [(MODEL_NAMES.get(name, name), b) for name, b in (metrics.get("baselines") or {}).items()]
+    chosen_on = "its out-of-fold predictions (Val: out of fold)" if metrics.get("cv") else "validation"
     lines = [
-        "## Model comparison (test split, each model's threshold chosen on validation by the same rule)",
+        f"## Model comparison (test split, each model's threshold chosen on {chosen_on} by the same rule)",
         "",
         "| Model | Val ROC-AUC | Test ROC-AUC | Test ROC-AUC 95% CI | Test PR-AUC | Recall at threshold "
         "| False negatives |",
