@@ -54,7 +54,7 @@ PERFORMANCE_LAYOUT_FOR = {"orig32": "perf32", "orig31": "perf30", "orig31_r47": 
 CORRUPTED_SHARE = 0.01
 MANIFEST = "synthetic.json"  # the settings a folder's files were made with; written last, removed first
 GENERATOR_VERSION = 1  # bump when the same settings would produce different files
-PARALLEL_MIN_LOANS = 20_000  # below this, starting worker processes costs more than it saves (workers=None)
+PARALLEL_MIN_LOANS = 50_000  # below this, starting worker processes costs more than it saves (workers=None)
 CHUNK_LOANS = 25_000  # histories are built this many loans at a time, so memory stays flat as N grows
 TRUTH_HEADER = "loan_id,true_pd,corrupted,corruption\n"
 BLANK_SHARE = 0.5  # share of each --blank field set to "not available" unless told otherwise
@@ -250,9 +250,8 @@ def generate(
     ``blank_share`` of their values to "not available"; ``shift`` (``{"credit_score": -60}`` or
     ``"credit_score=-60,orig_rate=+1.5"``) moves every loan's value of those fields.
 
-    ``workers`` processes write vintages at once (None: one per CPU, at most 8, when there are at least
-    `PARALLEL_MIN_LOANS` loans; 1: in this process). Each vintage
-    has its own random stream, so the files are the same bytes for any number of workers.
+    ``workers`` processes write vintages at once (None: one per CPU, at most 8, from `PARALLEL_MIN_LOANS` loans;
+    1: in this process). Each vintage has its own random stream: the files are the same bytes for any count.
     """
     options = _options(hazard, blank_fields, blank_share, shift)
     years = parse_vintages(vintages)
