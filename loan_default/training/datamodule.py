@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -24,10 +25,11 @@ from loan_default.freddie.loans import compact_loan_table, load_loan_table
 from loan_default.prep.source import load_prepared_table
 from loan_default.prep.table import read_manifest
 from loan_default.training.cache import cached_table, file_lock, fingerprint
-from loan_default.training.outliers import OutlierFilter
+from loan_default.training.fitted import fit_once
 from loan_default.training.resident import ResidentBatches, ShufflePlan, eval_batches, to_device
 from loan_default.training.sampler import BalancedBatchSampler, DeviceBalancedSampler
 from loan_default.training.schedule import Schedule, plan_schedule
+from loan_default.training.shards import check_world, rank_schedule, sampler_ranks, shard_rows
 from loan_default.training.splits import describe_splits, split_loans
 from loan_default.training.tensors import TensorBatchDataset, passthrough_collate
 
@@ -60,6 +62,8 @@ class LoanDataModule(L.LightningDataModule):
         resident: bool | str = "auto",
         device_type: str = "cpu",
         seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         super().__init__()
         if source not in {"synthetic", "freddie", "parquet"}:
@@ -94,6 +98,7 @@ class LoanDataModule(L.LightningDataModule):
         self.device_type = device_type  # the training device's kind: the schedule picks larger batches off the CPU
         self.num_workers = num_workers
         self.seed = seed
+        self.rank, self.world_size = int(rank), int(world_size)  # DDP: this rank's shard of the training rows
         self._is_setup = False
 
     # ------------------------------------------------------------------------------------------------------------
@@ -120,6 +125,7 @@ class LoanDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self._is_setup:
+            check_world(self.rank, self.world_size, self.trainer)  # Lightning's call, with the Trainer's ranks
             return
         self.table, self.load_report = self._load_table()
         given = self._given_split  # cross-validation folds set their rows and preprocessor (use_split)
@@ -127,23 +133,24 @@ class LoanDataModule(L.LightningDataModule):
         self.split_summary = describe_splits(self.table, self.split_index)  # logs sizes and default rates
 
         train_rows = self.table.iloc[self.split_index["train"]]
-        self.preprocessor = given[1] if given else Preprocessor().fit(train_rows)
-
-        self.outlier_filter = OutlierFilter(seed=self.seed, **self.outlier_cfg)
-        keep = self.outlier_filter.fit(self.preprocessor.outlier_matrix(train_rows), train_rows["default"].to_numpy())
-        self.outlier_report = dict(self.outlier_filter.report)
-        if "corrupted" in train_rows:  # synthetic data: how many of the generator's corrupted records were caught
-            corrupted = train_rows["corrupted"].to_numpy().astype(bool)
-            if corrupted.any():
-                self.outlier_report["corrupted_recall"] = float((~keep[corrupted]).mean())
-        self.split_index["train"] = self.split_index["train"][keep]
+        # DDP ranks fit once and share it (training/fitted.py); one process fits as it always did.
+        fitted = fit_once(self.cache_dir, self.world_size, train_rows, given[1] if given else None, self.outlier_cfg,
+                          self.seed)  # fmt: skip
+        self.preprocessor, self.outlier_filter = fitted.preprocessor, fitted.outlier_filter
+        self.outlier_report = fitted.report
+        self.split_index["train"] = self.split_index["train"][fitted.keep]
         log.info("Outlier filter: %s", json.dumps(self.outlier_report))
+        # DDP: this rank keeps its stratified share of the training rows (training/shards.py); val/test stay whole.
+        self.whole_train = self.split_index["train"]
+        y_whole = self.table["default"].to_numpy()[self.whole_train]
+        self.split_index["train"] = shard_rows(self.whole_train, y_whole, self.rank, self.world_size, self.seed)
 
         self.arrays = {name: self._arrays(self.table.iloc[idx]) for name, idx in self.split_index.items()}
         y_train = self.arrays["train"][2]
         if not y_train.any():
             raise ValueError("The training split holds no defaults: nothing to learn. Use more data or vintages.")
-        self.schedule = self._plan_schedule(len(y_train), int(y_train.sum()), int(self.arrays["val"][2].sum()))
+        plan = partial(self._plan_schedule, n_val_pos=int(self.arrays["val"][2].sum()))
+        self.schedule = rank_schedule(y_whole, self.world_size, self.seed, plan)  # from the global counts
         log.info("Training schedule: %s", json.dumps(self.schedule.as_dict()))
         self._is_setup = True
 
@@ -177,7 +184,7 @@ class LoanDataModule(L.LightningDataModule):
             batch_size=self.schedule.batch_size,
             pos_fraction=self.sampler_cfg.get("pos_fraction"),
             pos_to_neg_ratio=self.sampler_cfg.get("pos_to_neg_ratio"),
-            seed=self.seed,
+            **sampler_ranks(self.seed, self.rank, self.world_size),  # DDP: the rank's own shard, its own stream
             batches_per_epoch=self.schedule.batches_per_epoch,
             **device,
         )
@@ -222,6 +229,15 @@ class LoanDataModule(L.LightningDataModule):
         """The loan-table rows of a split (after outlier removal for train)."""
         return self.table.iloc[self.split_index[split]]
 
+    def use_whole_training_split(self) -> None:
+        """After a sharded DDP fit, on the rank that evaluates: every rank's training rows again, so the evaluation
+        (prior offset, baselines, SHAP background, monitoring reference) sees what a single process sees."""
+        if len(self.split_index["train"]) == len(self.whole_train):
+            return
+        self.split_index["train"] = self.whole_train
+        self.arrays["train"] = self._arrays(self.table.iloc[self.whole_train])
+        self._on_device = {key: t for key, t in self._on_device.items() if key[0] != "train"}
+
     # ------------------------------------------------------------------------------------------------------------
     def _load_table(self) -> tuple[pd.DataFrame, dict]:
         if self.source == "parquet":  # written once by python -m loan_default.prep: no raw files, no cache
@@ -248,13 +264,13 @@ class LoanDataModule(L.LightningDataModule):
 
         return cached_table(self.cache_dir, key, build)
 
-    def _plan_schedule(self, n_rows: int, n_pos: int, n_val_pos: int) -> Schedule:
+    def _plan_schedule(self, n_rows: int, n_pos: int, n_val_pos: int, batch_size: int | None = None) -> Schedule:
         """Batch size and epoch length for this training split (`loan_default.training.schedule`)."""
         settings = self.schedule_cfg
         fraction = self.batch_pos_fraction if self._balanced else None
         return plan_schedule(
             n_rows=n_rows, n_pos=n_pos, n_val_pos=n_val_pos, pos_fraction=fraction, balanced=self._balanced,
-            batch_size=self.batch_size, device_type=self.device_type, **settings,
+            batch_size=self.batch_size if batch_size is None else batch_size, device_type=self.device_type, **settings,
         )  # fmt: skip
 
     def _arrays(self, frame: pd.DataFrame, chunk: int = 65_536) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

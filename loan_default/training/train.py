@@ -18,6 +18,7 @@ from loan_default.common.progress import progress_enabled
 from loan_default.training.config import resolved_yaml
 from loan_default.training.imbalance import loss_pos_weight
 from loan_default.training.settings import validate_settings
+from loan_default.training.shards import distributed_world
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             from loan_default.training.evaluation.evaluate import evaluate_and_bundle
 
             best_model = type(model).load_from_checkpoint(best) if best else model
+            datamodule.use_whole_training_split()  # DDP: the evaluation sees every rank's training rows
             report = evaluate_and_bundle(cfg, datamodule, best_model, output_dir, started=started)
             metrics.update({k: v for k, v in report.items() if isinstance(v, int | float)})
             objects["report"] = report
@@ -74,6 +76,7 @@ def make_datamodule(cfg: DictConfig):
         outlier=OmegaConf.to_container(cfg.outlier, resolve=True),
         schedule=OmegaConf.to_container(cfg.get("schedule") or {}, resolve=True),
         device_type=device_type(cfg.trainer.get("accelerator", "cpu")),
+        **distributed_world(cfg.trainer),  # DDP: rank and world size, so each rank holds its shard (training/shards.py)
         _convert_="all",
     )
 

@@ -1,0 +1,146 @@
+"""The preprocessor and the outlier filter, fitted on the training rows once and shared by DDP ranks.
+
+`fit_filters` is the fit itself (what a single process runs). `fit_once` runs it under a file lock beside the table
+cache: the first rank to take the lock fits and saves the result (preprocessor JSON, exported outlier detector,
+keep-mask, report); the others, waiting on the lock, load it. The key covers everything the fit reads: the training
+rows' content, a given (cross-validation) preprocessor, the outlier settings and the seed, so a changed table or setting
+never reuses a stale fit. Ranks on one machine (or on a shared cache folder) fit once; with a cache folder per machine
+each machine fits once, with the same seeded result. Nothing here is pickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from loan_default.common.atomic import atomic_write, atomic_write_text, make_tree_readable
+from loan_default.core.outlier_scorer import NPZ_NAME, OutlierScorer, write_outlier_state
+from loan_default.core.preprocess import Preprocessor
+from loan_default.training.cache import file_lock
+from loan_default.training.outliers import OutlierFilter
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1  # bump when what is saved, or how the fit works, changes
+
+
+@dataclass
+class Fitted:
+    """What setup needs from the fit: the preprocessor, the outlier filter (for the bundle), its report and keep-mask
+    over the training rows it saw."""
+
+    preprocessor: Preprocessor
+    outlier_filter: Any  # OutlierFilter, or SavedOutlierFilter when another rank fitted it
+    report: dict
+    keep: np.ndarray
+
+
+def fit_filters(
+    train_rows: pd.DataFrame, preprocessor: Preprocessor | None, outlier: Mapping[str, Any], seed: int
+) -> Fitted:
+    """Fit the preprocessor (unless given) and the outlier filter on the training rows; keep-mask and report."""
+    preprocessor = preprocessor or Preprocessor().fit(train_rows)
+    outlier_filter = OutlierFilter(seed=seed, **outlier)
+    keep = outlier_filter.fit(preprocessor.outlier_matrix(train_rows), train_rows["default"].to_numpy())
+    report = dict(outlier_filter.report)
+    if "corrupted" in train_rows:  # synthetic data: how many of the generator's corrupted records were caught
+        corrupted = train_rows["corrupted"].to_numpy().astype(bool)
+        if corrupted.any():
+            report["corrupted_recall"] = float((~keep[corrupted]).mean())
+    return Fitted(preprocessor, outlier_filter, report, keep)
+
+
+def fit_key(train_rows: pd.DataFrame, preprocessor: Preprocessor | None, outlier: Mapping[str, Any], seed: int) -> str:
+    """A short hash of everything the fit depends on."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(pd.util.hash_pandas_object(train_rows, index=False).to_numpy()).tobytes())
+    h.update(",".join(map(str, train_rows.columns)).encode())
+    settings = {"outlier": dict(outlier), "seed": int(seed), "format": FORMAT}
+    settings["preprocessor"] = preprocessor.state() if preprocessor is not None else None
+    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def fit_once(
+    folder: Path | None,
+    world_size: int,
+    train_rows: pd.DataFrame,
+    preprocessor: Preprocessor | None,
+    outlier: Mapping[str, Any],
+    seed: int,
+) -> Fitted:
+    """`fit_filters`, run once per machine for ``world_size`` > 1 ranks: the first rank to take the lock fits and
+    saves into ``folder``, later ranks load. A single process fits as always, saving nothing."""
+    if world_size == 1:
+        return fit_filters(train_rows, preprocessor, outlier, seed)
+    if folder is None:
+        raise ValueError("DDP ranks share the fitted preprocessing through data.cache_dir: set it (a local folder)")
+    folder = Path(folder)
+    key = fit_key(train_rows, preprocessor, outlier, seed)
+    entry = folder / f"fitted_{key}"
+    with file_lock(folder / f"fitted_{key}.lock"):
+        if entry.is_dir():
+            log.info("Fit once: loaded the preprocessor and outlier filter another rank fitted, from %s", entry)
+            return load_fitted(entry)
+        fitted = fit_filters(train_rows, preprocessor, outlier, seed)
+        save_fitted(fitted, entry)
+        log.info("Fit once: fitted the preprocessor and outlier filter, saved for the other ranks at %s", entry)
+        return fitted
+
+
+def save_fitted(fitted: Fitted, entry: Path) -> None:
+    """Write into a temporary folder beside ``entry``, then rename: an interrupted save leaves no entry."""
+    tmp = entry.with_name(f"{entry.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    fitted.preprocessor.save(tmp)
+    fitted.outlier_filter.export(tmp / "outlier")
+    atomic_write(tmp / "keep.npy", lambda f: np.save(f, np.asarray(fitted.keep, dtype=bool), allow_pickle=False))
+    atomic_write_text(tmp / "report.json", json.dumps(fitted.report, indent=2, allow_nan=False))
+    make_tree_readable(tmp)
+    os.replace(tmp, entry)
+
+
+def load_fitted(entry: Path) -> Fitted:
+    report = json.loads((entry / "report.json").read_text())
+    keep = np.load(entry / "keep.npy", allow_pickle=False)
+    outlier_filter = SavedOutlierFilter(entry / "outlier", report, keep)
+    return Fitted(Preprocessor.load(entry), outlier_filter, report, keep)
+
+
+class SavedOutlierFilter:
+    """An `OutlierFilter` fitted by another rank, read back: what the bundle and the evaluation use of one."""
+
+    def __init__(self, directory: Path, report: dict, keep: np.ndarray) -> None:
+        scorer = OutlierScorer.load(directory)  # checks the npz against the JSON's checksum
+        self._meta = {k: v for k, v in scorer.meta.items() if k != "npz_sha256"}
+        self._arrays: dict[str, np.ndarray] = {}
+        if (directory / NPZ_NAME).exists() and self._meta.get("method") != "none":
+            with np.load(directory / NPZ_NAME, allow_pickle=False) as npz:
+                self._arrays = {k: npz[k] for k in npz.files}
+        self.method = str(self._meta.get("method"))
+        self.keep_mask_ = keep
+        self._report = dict(report)
+
+    @property
+    def report(self) -> dict:
+        return dict(self._report)
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return dict(self._meta), dict(self._arrays)
+
+    def scorer(self) -> OutlierScorer:
+        return OutlierScorer(*self.state())
+
+    def export(self, directory: str | os.PathLike[str]) -> Path:
+        return write_outlier_state(directory, *self.state())
