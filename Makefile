@@ -10,7 +10,7 @@ ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install train test test-full test-spark bench lint format serve clean browser
+.PHONY: help install train test test-full test-spark test-ddp bench lint format serve clean browser
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -45,6 +45,9 @@ test-full: $(STAMP) browser ## Run every test, slow ones included
 test-spark: $(STAMP) ## Spark preparation tests (installs the [spark] extra: pyspark, needs Java 17)
 	$(PY) -m pip install -q -e ".[spark]"
 	$(PY) -m pytest -m slow tests/test_spark_prep.py $(ARGS)
+
+test-ddp: $(STAMP) ## DDP shard tests with a two-rank CPU train.py run against a single-process one (slow, ~2 min)
+	$(PY) -m pytest -m slow tests/test_ddp_shards.py $(ARGS)
 
 bench: $(STAMP) ## Run the benchmarks in bench/ (each prints a ratio against a baseline measured in the same run)
 	@set -e; for b in bench/*.py; do echo "== $$b"; $(PY) $$b $(ARGS); done
