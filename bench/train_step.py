@@ -277,12 +277,6 @@ def device_main(args: argparse.Namespace, extra: list[str]) -> None:
         f"seed={args.seed}", *extra,
     ]  # fmt: skip
     auto, objects = quality_run(work, "auto", base)
-    variants = {}
-    for i, overrides in enumerate(args.variant or []):  # extra quality runs for the decision record
-        variants[overrides], _ = quality_run(work, f"variant{i}", [*base, *overrides.split()])
-    pinned, _ = (
-        (auto, None) if auto["batch_size"] == 1024 else quality_run(work, "batch1024", [*base, "data.batch_size=1024"])
-    )
 
     # Speed: the same tensors, the same batch size and the same kind of balanced batches for both loops.
     dm, cfg = objects["datamodule"], objects["cfg"]
@@ -294,7 +288,7 @@ def device_main(args: argparse.Namespace, extra: list[str]) -> None:
         return instantiate(cfg.model, n_numeric=dm.n_numeric, cat_cardinalities=dm.cat_cardinalities,
                            pos_weight=pos_weight, val_smoothing=0.0, lr=auto["lr"], _convert_="all")  # fmt: skip
 
-    def speed(size: int) -> tuple[float, float, int]:
+    def speed(size: int, repeats: int, epochs: int) -> tuple[float, float, int]:
         """Median samples/s of the plain loop and of Lightning at this batch size, and samples per epoch."""
 
         def sampler() -> DeviceBalancedSampler:
@@ -304,13 +298,13 @@ def device_main(args: argparse.Namespace, extra: list[str]) -> None:
         full, last = sampler().epoch_plan(0)
         samples = full.numel() + last.numel()
         rates: dict[str, list[float]] = {"plain": [], "lightning": []}
-        for _ in progress(range(args.repeats), desc=f"speed repeats, batch {size}"):
+        for _ in progress(range(repeats), desc=f"speed repeats, batch {size}"):
             net = build_module().net.to(device)
-            plain = plain_resident_epochs(net, tensors, sampler(), pos_weight, args.epochs, device)
+            plain = plain_resident_epochs(net, tensors, sampler(), pos_weight, epochs, device)
             rates["plain"].append(samples / statistics.median(plain[1:]))
             clock = EpochClock()
             fit = L.Trainer(
-                accelerator=trainer, devices=1, max_epochs=args.epochs, logger=False, enable_checkpointing=False,
+                accelerator=trainer, devices=1, max_epochs=epochs, logger=False, enable_checkpointing=False,
                 enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
                 gradient_clip_val=cfg.trainer.get("gradient_clip_val"), callbacks=[clock],
             )  # fmt: skip
@@ -319,11 +313,20 @@ def device_main(args: argparse.Namespace, extra: list[str]) -> None:
             rates["lightning"].append(samples / statistics.median(clock.epochs()[1:]))
         return statistics.median(rates["plain"]), statistics.median(rates["lightning"]), samples
 
+    # In order of importance (a time limit may cut the run short): speed at the automatic batch, the batch-1024
+    # quality reference, then the extra quality variants and batch sizes.
     size = auto["batch_size"]
-    plain, lightning, samples = speed(size)
+    plain, lightning, samples = speed(size, args.repeats, args.epochs)
+    print(f"speed at batch {size}: plain {plain:.0f}, lightning {lightning:.0f} samples/s", flush=True)
+    pinned, _ = (
+        (auto, None) if auto["batch_size"] == 1024 else quality_run(work, "batch1024", [*base, "data.batch_size=1024"])
+    )
+    variants = {}
+    for i, overrides in enumerate(args.variant or []):  # extra quality runs for the decision record
+        variants[overrides], _ = quality_run(work, f"variant{i}", [*base, *overrides.split()])
     by_batch = {}
-    for other in args.speed_batches or []:
-        p, lt, _ = speed(other)
+    for other in args.speed_batches or []:  # a quick look: one repeat, two timed epochs
+        p, lt, _ = speed(other, 1, 3)
         by_batch[other] = {"plain": round(p), "lightning": round(lt), "fraction": round(lt / p, 3)}
         print(f"batch {other}: {json.dumps(by_batch[other])}", flush=True)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
