@@ -319,18 +319,53 @@ def test_wide_head_shap_values_are_additive():
         explainer.explain(x_num, x_cat, method="fast")
 
 
-def test_fit_linear_path_is_the_penalised_logistic_regression():
-    """Against sklearn: mean BCE + l2 * |w|^2 is sklearn's objective with C = 1 / (2 * l2 * N)."""
+def _linear_data(n: int = 400, seed: int = 3):
+    x_num, x_cat = batch(n, seed=seed)
+    risk = x_num[:, 0] - x_num[:, 1] + 0.8 * (x_cat[:, 1] % 3 == 0).float()
+    y = (torch.rand(n, generator=torch.Generator().manual_seed(seed + 1)) < torch.sigmoid(risk - 1.0)).float()
+    return x_num, x_cat, y
+
+
+def test_fit_linear_path_is_the_weighted_one_hot_logistic_regression():
+    """Against sklearn on numeric + one-hot columns: weighted mean BCE + l2 * |coef|^2 is sklearn's objective with
+    C = 1 / (2 * l2 * sum of weights); the net's logit at init is that model's decision function."""
     from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import OneHotEncoder
 
     net = _wide_net().eval()
-    x_num, x_cat = batch(400, seed=3)
-    with torch.no_grad():
-        z = net.embed(x_num, x_cat).double().numpy()
-    y = (torch.rand(400, generator=torch.Generator().manual_seed(4)) < torch.sigmoid(x_num[:, 0] - x_num[:, 1])).float()
-    net.fit_linear_path(x_num, x_cat, y, l2=1e-2)
-    ref = LogisticRegression(C=1 / (2 * 1e-2 * 400), tol=1e-10, max_iter=10_000).fit(z, y.numpy())
-    np.testing.assert_allclose(net.head.linear.weight.detach().numpy()[0], ref.coef_[0], atol=2e-3)
+    x_num, x_cat, y = _linear_data()
+    net.fit_linear_path(x_num, x_cat, y, pos_weight=1.0, l2=1e-2)  # balanced sampler: defaults weighted neg/pos
+    n_pos = float(y.sum())
+    w = np.where(y.numpy() > 0.5, (len(y) - n_pos) / n_pos, 1.0)
+    onehot = OneHotEncoder(categories=[list(range(c)) for c in CARDS]).fit_transform(x_cat.numpy()).toarray()
+    design = np.hstack([x_num.double().numpy(), onehot])
+    ref = LogisticRegression(C=1 / (2 * 1e-2 * w.sum()), tol=1e-10, max_iter=10_000)
+    ref.fit(design, y.numpy(), sample_weight=w)
+    linear = net.head.linear.weight.detach().numpy()[0]
+    np.testing.assert_allclose(linear[:7], ref.coef_[0, :7], atol=2e-3)
+    tables = np.concatenate([emb.weight.detach().numpy()[:, 0] for emb in net.embeddings])
+    np.testing.assert_allclose(tables, ref.coef_[0, 7:], atol=2e-3)
     np.testing.assert_allclose(net.head.linear.bias.item(), ref.intercept_[0], atol=2e-3)
+    with torch.no_grad():
+        logit = net(x_num, x_cat).squeeze(1).double().numpy()
+    np.testing.assert_allclose(logit, ref.decision_function(design), atol=5e-3)
     with pytest.raises(ValueError, match="wide"):
         LoanNet(7, CARDS).fit_linear_path(x_num, x_cat, y)
+
+
+def test_fit_linear_path_chooses_its_penalty_by_cross_validation():
+    """l2=None picks from the grid: weak penalty for a strong signal in many rows, strongest for pure noise."""
+    from loan_default.core import network
+
+    x_num, x_cat, y = _linear_data(3000, seed=11)
+    z = x_num.double()
+    cat = x_cat.long()
+    signal = network._choose_l2(z, cat, y.double(), 1.0, CARDS)
+    noise_y = (torch.rand(3000, generator=torch.Generator().manual_seed(5)) < 0.1).double()
+    noise = network._choose_l2(z, cat, noise_y, 1.0, CARDS)
+    assert signal in network.LINEAR_L2_GRID and noise in network.LINEAR_L2_GRID
+    assert signal < network.LINEAR_L2_GRID[0]
+    assert noise > signal
+    net = _wide_net()
+    net.fit_linear_path(x_num, x_cat, y)  # runs end to end with the chosen penalty
+    assert net.head.linear.weight[0, :7].abs().sum() > 0
