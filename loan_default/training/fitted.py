@@ -4,7 +4,7 @@
 cache: the first rank to take the lock fits and saves the result (preprocessor JSON, exported outlier detector,
 keep-mask, report); the others, waiting on the lock, load it. The key covers everything the fit reads: the training
 rows' content, a given (cross-validation) preprocessor, the outlier settings and the seed, so a changed table or setting
-never reuses a stale fit. Ranks on one machine (or on a shared cache folder) fit once; with a cache folder per machine
+never reuses a stale fit (and a later DDP run on the same rows and settings loads the same, deterministic, fit). Ranks on one machine (or on a shared cache folder) fit once; with a cache folder per machine
 each machine fits once, with the same seeded result. Nothing here is pickled.
 """
 
@@ -90,7 +90,11 @@ def fit_once(
     entry = folder / f"fitted_{key}"
     with file_lock(folder / f"fitted_{key}.lock"):
         if entry.is_dir():
-            log.info("Fit once: loaded the preprocessor and outlier filter another rank fitted, from %s", entry)
+            log.info(
+                "Fit once: loaded the preprocessor and outlier filter fitted by another rank (or an earlier run "
+                "on the same rows and settings) from %s",
+                entry,
+            )
             return load_fitted(entry)
         fitted = fit_filters(train_rows, preprocessor, outlier, seed)
         save_fitted(fitted, entry)
