@@ -194,6 +194,11 @@ class LoanDefaultModule(L.LightningModule):
         tensors = getattr(self.trainer.train_dataloader.dataset, "tensors", None)
         if self.hparams.get("wide") and self.global_step == 0 and tensors is not None:
             self.net.fit_linear_path(*(t.to(self.device) for t in tensors[:3]), pos_weight=self.hparams.pos_weight)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # DDP ranks fitted the knots and the linear path on their own shards of the training rows (DDP synced the
+            # weights before this hook, not after): every rank starts from rank 0's.
+            for tensor in self.net.state_dict().values():
+                torch.distributed.broadcast(tensor, src=0)
 
     def _training_numeric(self) -> torch.Tensor:
         """x_num of every training row once, read from the dataset rather than the (possibly resampling) loader."""
