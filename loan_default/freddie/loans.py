@@ -7,7 +7,7 @@ import os
 import time
 import warnings
 from collections.abc import Mapping
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +49,9 @@ def load_loan_table(
     `compact=True` gives the same values in `compact_loan_table`'s dtypes, each vintage compacted as soon as it is
     read, so the full-width table never exists (training's in-memory form; the Parquet table keeps the wide dtypes).
     `workers` processes read file pairs at once (None: one per CPU, at most 8, unless the files are small); the
-    vintages are concatenated in the same order, so the table is the same for any number of workers.
+    vintages are concatenated in the same order, so the table is the same for any number of workers. Each vintage
+    is joined to the truth and compacted where it was read: what this process holds at most is the vintages' compact
+    tables and their concatenation.
     """
     check_policy(on_bad_row)
     config = label if isinstance(label, LabelConfig) else LabelConfig(**label)
@@ -65,16 +67,22 @@ def load_loan_table(
             bar.set_postfix_str(f"{rows / (time.perf_counter() - started):,.0f} rows/s", refresh=False)
             bar.update()
 
-        task = partial(_load_vintage, label=config, on_bad_row=on_bad_row, compact=compact)
-        results = ordered_map(task, pairs, resolve_workers(workers, len(pairs), small), done=done)
-    frames = [frame for frame, _ in results]
+        truth_files = tuple([Path(truth)] if truth is not None else _truth_files(folder))
+        task = partial(_load_vintage, label=config, on_bad_row=on_bad_row, compact=compact, truth_files=truth_files)
+        try:
+            results = ordered_map(task, pairs, resolve_workers(workers, len(pairs), small), done=done)
+        finally:
+            _truth_index.cache_clear()  # the truth read for the vintages (in this process when workers=1)
+    uncovered = sum(n for _, _, n in results)
+    if uncovered:
+        warnings.warn(f"{uncovered:,} loans have no row in the truth file", FreddieDataWarning, stacklevel=2)
+    frames = [frame for frame, _, _ in results]
+    reports = [report for _, report, _ in results]
+    del results
     table = frames[0] if len(frames) == 1 else concat_tables(frames)
-    report = LabelReport.combine(r for _, r in results)
-    _check_unique_across(table, pairs, results)
-    truth_files = [Path(truth)] if truth is not None else _truth_files(folder)
-    if truth_files:
-        table = join_truth(table, read_truth(truth_files))
-        table = compact_loan_table(table) if compact else table
+    report = LabelReport.combine(reports)
+    _check_unique_across(table, pairs, frames)
+    del frames
     seconds = time.perf_counter() - started
     log.info(
         "Read and labelled %s performance rows of %s loans in %.1f s (%s rows/s)",
@@ -168,25 +176,34 @@ def load_pair(
 
 
 def _load_vintage(
-    pair: FilePair, label: LabelConfig, on_bad_row: str, compact: bool
-) -> tuple[pd.DataFrame, LabelReport]:
-    """`load_pair`, compacted when asked (in the worker, so only the compact table travels back)."""
+    pair: FilePair, label: LabelConfig, on_bad_row: str, compact: bool, truth_files: tuple[Path, ...]
+) -> tuple[pd.DataFrame, LabelReport, int]:
+    """`load_pair`, joined to the truth files and compacted when asked (in the worker, so only the finished compact
+    table travels back); also the number of loans the truth does not cover (warned about once, by the caller)."""
     frame, report = load_pair(pair, label, on_bad_row)
-    return (compact_loan_table(frame) if compact else frame), report
+    uncovered = 0
+    if truth_files:
+        frame, uncovered = _join_truth(frame, *_truth_index(truth_files, frame["loan_id"].dtype))
+    return (compact_loan_table(frame) if compact else frame), report, uncovered
 
 
-def _check_unique_across(
-    table: pd.DataFrame, pairs: list[FilePair], results: list[tuple[pd.DataFrame, LabelReport]]
-) -> None:
+@lru_cache(maxsize=1)
+def _truth_index(paths: tuple[Path, ...], id_dtype) -> tuple[pd.Index, np.ndarray, pd.api.extensions.ExtensionArray]:
+    """The truth files' loan ids (an index in the table's id dtype), `true_pd` and `corrupted`; read once per process
+    for all the vintages it joins."""
+    truth = read_truth(list(paths))
+    ids = pd.Index(truth["loan_id"].astype(id_dtype))
+    return ids, truth["true_pd"].to_numpy(), pd.array(truth["corrupted"], dtype="Int8")
+
+
+def _check_unique_across(table: pd.DataFrame, pairs: list[FilePair], frames: list[pd.DataFrame]) -> None:
     """A loan in two vintages means the same data was given twice (a sample file beside the full one, say)."""
     duplicated = table["loan_id"].duplicated(keep=False).to_numpy()
     if not duplicated.any():
         return
     loan_id = table["loan_id"].to_numpy()[np.flatnonzero(duplicated)[0]]
     holders = [
-        pair.vintage_label
-        for pair, (frame, _) in zip(pairs, results, strict=True)
-        if (frame["loan_id"] == loan_id).any()
+        pair.vintage_label for pair, frame in zip(pairs, frames, strict=True) if (frame["loan_id"] == loan_id).any()
     ]
     raise FreddieFileError(
         f"{int(duplicated.sum()):,} loans appear in more than one vintage (e.g. {loan_id!r} in {', '.join(holders)}); "
@@ -227,10 +244,22 @@ def join_truth(table: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
 
     Loans the truth does not cover get NaN and <NA> (`corrupted` then becomes a nullable Int8), with a warning.
     """
-    at = pd.Index(truth["loan_id"].astype(table["loan_id"].dtype)).get_indexer(table["loan_id"])
-    true_pd = take(truth["true_pd"].to_numpy(), at, allow_fill=True, fill_value=np.nan)
-    corrupted = take(pd.array(truth["corrupted"], dtype="Int8"), at, allow_fill=True)
-    uncovered = int((at < 0).sum())
+    ids = pd.Index(truth["loan_id"].astype(table["loan_id"].dtype))
+    joined, uncovered = _join_truth(table, ids, truth["true_pd"].to_numpy(), pd.array(truth["corrupted"], dtype="Int8"))
     if uncovered:
         warnings.warn(f"{uncovered:,} loans have no row in the truth file", FreddieDataWarning, stacklevel=3)
-    return table.assign(true_pd=true_pd, corrupted=corrupted if uncovered else corrupted.astype("int8"))
+    return joined
+
+
+def _join_truth(
+    table: pd.DataFrame, ids: pd.Index, true_pd: np.ndarray, corrupted: pd.api.extensions.ExtensionArray
+) -> tuple[pd.DataFrame, int]:
+    """`join_truth` without the warning: the joined table and how many loans the truth does not cover."""
+    at = ids.get_indexer(table["loan_id"])
+    joined_pd = take(true_pd, at, allow_fill=True, fill_value=np.nan)
+    joined_corrupted = take(corrupted, at, allow_fill=True)
+    uncovered = int((at < 0).sum())
+    joined = table.assign(
+        true_pd=joined_pd, corrupted=joined_corrupted if uncovered else joined_corrupted.astype("int8")
+    )
+    return joined, uncovered
