@@ -430,3 +430,16 @@ def test_missing_columns_count_as_missing(fitted, loans):
     assert (column(fitted, x_num, "dti_missing") == 1).all()
     assert (column(fitted, x_num, "super_conforming_N") == 1).all()  # blank means "N"
     assert (x_cat[:, fitted.categorical_names.index("msa")] == 0).all()
+
+
+def test_fitting_by_chunks_of_given_rows_equals_fitting_the_copied_rows(loans):
+    """fit reads the table in chunks (bounded memory): same state as one pass over a copy of the rows."""
+    rows = np.flatnonzero(np.arange(len(loans)) % 3 != 0)
+    whole = Preprocessor().fit(loans.iloc[rows], chunk=len(loans))
+    chunked = Preprocessor().fit(loans, rows=rows, chunk=97)
+    assert chunked.state() == whole.state()
+    # Independent reference for the counted fields: pandas' counts over the copied rows, most frequent first.
+    counts = loans["seller_name"].iloc[rows].value_counts()
+    expected = sorted(counts[counts >= 20].index, key=lambda v: (-counts[v], v))
+    assert chunked.state()["vocab"]["seller_name"] == expected
+    np.testing.assert_array_equal(whole.outlier_matrix(loans.iloc[rows]), chunked.outlier_matrix(loans, chunk=101)[rows])
