@@ -1,6 +1,8 @@
 """Independent tasks (one per vintage) in worker processes, results handed back in the tasks' order.
 
 Workers are spawned, not forked: the caller may hold threads (torch, arrow's pools) that a fork would copy mid-lock.
+A spawned worker re-imports the script that was started (not a `python -m` module), so a script that calls this
+needs the usual `if __name__ == "__main__":` guard (train.py, bench/*.py have it), as for SUOD and DataLoader workers.
 Warnings a worker raises are re-raised here, so `on_bad_row="skip"` still tells the user what it dropped.
 """
 
