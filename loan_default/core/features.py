@@ -10,7 +10,7 @@ result.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -211,10 +211,11 @@ OBJECT_FIELDS: tuple[str, ...] = tuple(f for f in INPUT_FIELDS if f not in NUMBE
 _NUMBER_SPECS = [ORIGINATION_FIELDS[f] for f in NUMBER_FIELDS]
 
 
-def frame_columns(df: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Input columns of a loan table; a field absent from the table counts as missing on every row."""
+def frame_columns(df: pd.DataFrame, names: Sequence[str] = INPUT_FIELDS) -> dict[str, np.ndarray]:
+    """Input columns (``names``, default all) of a loan table; a field absent from the table counts as missing on
+    every row."""
     cols: dict[str, np.ndarray] = {}
-    for name in INPUT_FIELDS:
+    for name in names:
         number = name in NUMBER_FIELDS
         if name not in df.columns:
             cols[name] = np.full(len(df), parse_value(name, None), dtype=np.float64 if number else object)
