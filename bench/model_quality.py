@@ -94,7 +94,7 @@ def run_once(root: Path, loans: int, seed: int, hazard: str, blank: str | None, 
         match = re.search(r"epoch_(\d+)", best or "")
         best_epoch, epochs = (int(match.group(1)) if match else None), int(objects["trainer"].current_epoch)
     else:  # cross-validation mode (cv.folds): the folds' median best epoch; no single trainer
-        fold_best = [f["result"].best_epoch for f in objects["folds"] if f["result"].best_epoch is not None]
+        fold_best = [f["best_epoch"] for f in report["cv"]["per_fold"] if f.get("best_epoch") is not None]
         best_epoch, epochs = (int(statistics.median(fold_best)) if fold_best else None), None
     return {
         "ann": report["test_auroc"],
@@ -126,6 +126,7 @@ def describe(name: str, runs: list[dict]) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--small-loans", type=int, default=2000)
     parser.add_argument("--large-loans", type=int, default=200_000, help="0 skips the large run")
     parser.add_argument("--regimes", default="small_linear,small_nonlinear", help="small regimes to run")
@@ -159,7 +160,7 @@ def main() -> int:
     for name in chosen:
         hazard, blank = regimes[name]
         results[name] = []
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             run = run_once(root, args.small_loans, seed, hazard, blank, args.overrides)
             results[name].append(run)
             print(f"{name} seed={seed} " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
@@ -192,7 +193,7 @@ def paired(new: str, old: str) -> int:
                 )
                 print(f"{name} {key} new - old over {len(diff)} seeds: {statistics.mean(diff):+.4f} ± {sd:.4f} "
                       f"({', '.join(f'{d:+.3f}' for d in diff)})")  # fmt: skip
-    print(json.dumps(figures))
+    print(json.dumps(figures), flush=True)
     return 0
 
 

@@ -85,3 +85,13 @@ def test_large_batches_on_an_accelerator_scale_the_learning_rate_and_warm_up():
     assert small.lr_scale == 1.0
     with pytest.raises(ValueError, match="lr_scaling"):
         plan_schedule(**sizes, lr_scaling="cubic")
+
+
+def test_wide_path_only_up_to_its_row_limit():
+    """model.wide null follows wide_max_rows: on at 2,000 loans (1,400 training rows), off at the default 70k rows."""
+    sizes = {"n_pos": 140, "n_val_pos": 20, **DEFAULTS}
+    assert plan_schedule(n_rows=1_400, wide_max_rows=10_000, **sizes).wide is True
+    assert plan_schedule(n_rows=10_000, wide_max_rows=10_000, **sizes).wide is True
+    assert plan_schedule(n_rows=10_001, wide_max_rows=10_000, **sizes).wide is False
+    assert plan_schedule(n_rows=1_400, wide_max_rows=None, **sizes).wide is False  # null / 0: never
+    assert plan_schedule(n_rows=1_400, wide_max_rows=0, **sizes).wide is False

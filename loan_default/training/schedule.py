@@ -27,6 +27,12 @@ step size to keep quality:
   estimates are noisy; a large first step at a large rate can wreck the learned shapes).
 * ``min_epoch_steps``: an epoch holds at least this many optimizer steps (when the pass is long enough), so a large
   batch is not validated, checkpointed and early-stopped every handful of steps.
+
+The network's shape (issue 11 item 2):
+
+* ``wide``: the linear (wide) path beside the MLP, started as the logistic model (`LoanNet.fit_linear_path`), is on
+  when the training split has at most ``wide_max_rows`` rows (``model.wide: null`` leaves it to this rule). At 2,000
+  loans it kept the ANN level with logistic regression in both hazards (docs/decisions/0056-wide-path-small-data.md).
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ class Schedule:
     val_smoothing: float
     lr_scale: float = 1.0
     warmup_steps: int = 0
+    wide: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,6 +105,7 @@ def plan_schedule(
     min_patience: int = 4,
     patience_steps: int | None = 500,
     smoothing_defaults: float | None = 100,
+    wide_max_rows: int | None = None,
 ) -> Schedule:
     """The schedule for a training split of ``n_rows`` rows, ``n_pos`` of them defaults (see the module docstring).
 
@@ -143,4 +151,5 @@ def plan_schedule(
         val_smoothing=round(smoothing, 6),
         lr_scale=round(lr_scale, 6),
         warmup_steps=warmup,
+        wide=bool(wide_max_rows) and n_rows <= int(wide_max_rows),
     )

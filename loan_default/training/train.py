@@ -91,6 +91,7 @@ def make_model_and_trainer(cfg: DictConfig, datamodule) -> tuple[L.LightningModu
         cat_cardinalities=datamodule.cat_cardinalities,
         pos_weight=loss_pos_weight(cfg.model.get("pos_weight"), datamodule.batch_pos_fraction),
         **_auto(cfg.model, "val_smoothing", schedule.val_smoothing),
+        **_auto(cfg.model, "wide", schedule.wide),
         **_large_batch(cfg.model, schedule),
         _convert_="all",
     )
