@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
+from loan_default.core.features import INPUT_FIELDS
 from loan_default.core.preprocess import Preprocessor
 from loan_default.freddie.files import find_file_pairs
 from loan_default.freddie.labels import LabelConfig
@@ -36,6 +37,7 @@ from loan_default.training.tensors import TensorBatchDataset, passthrough_collat
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+FIT_LABELS = ("default", "corrupted")  # table columns the preprocessing and outlier fit read besides the inputs
 
 
 class LoanDataModule(L.LightningDataModule):
@@ -132,7 +134,9 @@ class LoanDataModule(L.LightningDataModule):
         self.split_index = dict(given[0]) if given else split_loans(self.table, seed=self.seed, **self.split)
         self.split_summary = describe_splits(self.table, self.split_index)  # logs sizes and default rates
 
-        train_rows = self.table.iloc[self.split_index["train"]]
+        # Only the columns the fit reads (model inputs, label, corruption flag): about half the table's bytes a row.
+        fit_columns = [i for i, name in enumerate(self.table.columns) if name in INPUT_FIELDS or name in FIT_LABELS]
+        train_rows = self.table.iloc[self.split_index["train"], fit_columns]
         # DDP ranks fit once and share it (training/fitted.py); one process fits as it always did.
         fitted = fit_once(self.cache_dir, self.world_size, train_rows, given[1] if given else None, self.outlier_cfg,
                           self.seed)  # fmt: skip
