@@ -74,11 +74,12 @@ def _rss_mib(pid: int) -> float | None:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a live process, all its threads (from /proc/<pid>/stat)."""
+    """User + system CPU seconds of a live process, all its threads, plus those of its finished child processes (the
+    read+label workers, reaped before the stage's log line) (from /proc/<pid>/stat)."""
     try:
         with open(f"/proc/{pid}/stat") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return sum(int(fields[i]) for i in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")
     except OSError:
         return float("nan")
 
