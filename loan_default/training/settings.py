@@ -1,6 +1,6 @@
 """Typed settings for the config blocks that travel as plain dicts, checked once when a run starts.
 
-Hydra composes `threshold`, `evaluation`, `sampler`, `outlier`, `schedule`, `data.label`, `data.split` and
+Hydra composes `threshold`, `evaluation`, `sampler`, `outlier`, `schedule`, `cv`, `data.label`, `data.split` and
 `data.synthetic` and hands them on as dicts (``**cfg.threshold``, ``OmegaConf.to_container(cfg.sampler)``). A
 misspelt key there (from an experiment file, a ``+key=`` override or a local config) used to be ignored or to fail
 only after the data was read.
