@@ -299,7 +299,8 @@ def test_wide_config_round_trips_and_old_configs_stay_narrow():
 
 
 def test_wide_head_shap_values_are_additive():
-    """DeepExplainer on mlp(z) + linear(z): base + values sum to the logit, with a non-zero MLP part."""
+    """DeepExplainer on mlp(z) + linear(z): base + values sum to the logit, with a non-zero MLP part; the fast path
+    (closed-form MLP plus the exact linear part) gives the same values."""
     from loan_default.core.explain import ShapExplainer
 
     net = _wide_net().train()
@@ -311,12 +312,13 @@ def test_wide_head_shap_values_are_additive():
     names = [f"f{i}" for i in range(7 + len(CARDS))]
     explainer = ShapExplainer(net, *batch(100, seed=5), names)
     x_num, x_cat = batch(6, seed=9)
-    values, base = explainer.explain(x_num, x_cat)
+    values, base = explainer.explain(x_num, x_cat, method="deep")
     with torch.no_grad():
         logit = net(x_num, x_cat).squeeze(1).double().numpy()
     np.testing.assert_allclose(base + values.sum(axis=1), logit, atol=1e-4)
-    with pytest.raises(ValueError, match="fast path"):
-        explainer.explain(x_num, x_cat, method="fast")
+    fast, fast_base = explainer.explain(x_num, x_cat, method="fast")  # closed form MLP + exact linear part
+    np.testing.assert_allclose(fast, values, atol=1e-4)
+    assert fast_base == base
 
 
 def _linear_data(n: int = 400, seed: int = 3):

@@ -23,7 +23,7 @@ import shap
 import torch
 from torch import nn
 
-from loan_default.core.network import LoanNet
+from loan_default.core.network import LoanNet, WideHead
 
 # Rows x background pairs x layer width held at once by the fast path (about 32 MB of float32).
 _PAIR_BUDGET = 8_000_000
@@ -127,7 +127,9 @@ class ShapExplainer:
             raise ValueError(f"method must be 'auto', 'fast' or 'deep', got {method!r}")
         with torch.no_grad():
             embedded = self.net.embed(x_num.to(self.background.device), x_cat.to(self.background.device))
-        ops = None if method == "deep" else _affine_layers(self.net.head)
+        head = self.net.head
+        wide = isinstance(head, WideHead)  # mlp(z) + linear(z): the MLP by the closed form, the linear part added
+        ops = None if method == "deep" else _affine_layers(head.mlp if wide else head)
         if ops is None and method == "fast":
             raise ValueError("the fast path needs a head of Linear, BatchNorm1d, ReLU and Dropout layers only")
         if ops is None:
@@ -138,7 +140,10 @@ class ShapExplainer:
             width = max([embedded.shape[1]] + [op[0].shape[0] for op in ops if op is not None])
             chunk = max(1, _PAIR_BUDGET // (refs.shape[0] * width))
             x = embedded.float().cpu()
-            values = torch.cat([_deeplift_rescale(ops, part, refs) for part in x.split(chunk)]).numpy()
+            values = torch.cat([_deeplift_rescale(ops, part, refs) for part in x.split(chunk)])
+            if wide:  # DeepLIFT values of a sum add up; a linear path's are w * (z - mean reference), exactly
+                values = values + (x - refs.mean(0)) * head.linear.weight.detach().float().cpu()[0]
+            values = values.numpy()
         return values @ self._group_matrix, self.base_value
 
     def _deep_values(self, embedded: torch.Tensor) -> np.ndarray:
