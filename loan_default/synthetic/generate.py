@@ -416,7 +416,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--blank-share", type=float, default=BLANK_SHARE, help="share of each --blank field blanked")
     parser.add_argument("--shift", default=None, help="e.g. credit_score=-60,orig_rate=+1.5 (a drifted population)")
     parser.add_argument(
-        "--workers", type=int, default=None, help="vintages written at once (default: one per CPU, at most 8)"
+        "--workers",
+        type=int,
+        default=None,
+        help="vintages written at once (default: one per CPU, at most 8; 1 below 50,000 loans)",
     )
     args = parser.parse_args(argv)
     try:
