@@ -193,7 +193,11 @@ class LoanDefaultModule(L.LightningModule):
             self.net.fit_numeric_bins(self._training_numeric())
         tensors = getattr(self.trainer.train_dataloader.dataset, "tensors", None)
         if self.hparams.get("wide") and self.global_step == 0 and tensors is not None:
-            self.net.fit_linear_path(*(t.to(self.device) for t in tensors[:3]), pos_weight=self.hparams.pos_weight)
+            # Defaults weighted as the batches deliver them (the sampler's share), as training weights them.
+            share = getattr(self.trainer.datamodule, "batch_pos_fraction", 0.5)
+            self.net.fit_linear_path(
+                *(t.to(self.device) for t in tensors[:3]), pos_weight=self.hparams.pos_weight, batch_pos_fraction=share
+            )
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             # DDP ranks fitted the knots and the linear path on their own shards of the training rows (DDP synced the
             # weights before this hook, not after): every rank starts from rank 0's.
