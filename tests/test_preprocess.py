@@ -442,4 +442,6 @@ def test_fitting_by_chunks_of_given_rows_equals_fitting_the_copied_rows(loans):
     counts = loans["seller_name"].iloc[rows].value_counts()
     expected = sorted(counts[counts >= 20].index, key=lambda v: (-counts[v], v))
     assert chunked.state()["vocab"]["seller_name"] == expected
-    np.testing.assert_array_equal(whole.outlier_matrix(loans.iloc[rows]), chunked.outlier_matrix(loans, chunk=101)[rows])
+    np.testing.assert_array_equal(
+        whole.outlier_matrix(loans.iloc[rows]), chunked.outlier_matrix(loans, chunk=101)[rows]
+    )
