@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The GPU check of issue 14 as one script, for a machine with one CUDA GPU and PyTorch/Lightning installed but no
-# network (wheels of our other dependencies in .whl/, made with `pip download`): the GPU tests, then
-# bench/train_step.py's device mode on 1,000,000 synthetic loans. Logs go to $OUT (default ./gpu_check).
+# network (wheels of our other dependencies in .whl/, made with `pip download --no-deps --only-binary=:all:` for the
+# machine's Python, or `pip wheel` for sdist-only ones: hydra-core, omegaconf, antlr4-python3-runtime, pydantic,
+# pydantic-core, annotated-types, typing-inspection, pydantic-settings, python-dotenv, pyod, suod, combo, lightgbm,
+# shap, slicer): the GPU tests, then bench/train_step.py's device mode on 1,000,000 synthetic loans. Logs go to $OUT
+# (default ./gpu_check).
 #
 #   bash bench/gpu_check.sh            # LOANS=200000 bash bench/gpu_check.sh for a quicker look
 set -u
