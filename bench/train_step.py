@@ -174,24 +174,6 @@ def lightning_epoch(dataset, collate, sampler: Sampler, hp: dict, seed: int) -> 
     return fit_seconds, timer.seconds, {k: float(v) for k, v in trainer.callback_metrics.items()}
 
 
-def compose_cfg(out: Path, overrides: list[str]):
-    """conf/train.yaml with ``overrides``, outputs in ``out`` (what ``python train.py ...`` would run)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(out)
-        cfg.extras.print_config = False
-    GlobalHydra.instance().clear()
-    return cfg
-
-
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -199,11 +181,13 @@ def synchronize(device: torch.device) -> None:
 
 def quality_run(work: Path, name: str, overrides: list[str]) -> tuple[dict, dict]:
     """One train(cfg); its test ROC-AUC, schedule, best epoch and wall time, and train's objects."""
+    from model_quality import compose_cfg  # bench/ is on the path when a bench script runs
+
     from loan_default.training.train import train
 
     start = time.perf_counter()
     shutil.rmtree(work / "runs" / name, ignore_errors=True)  # a rerun's checkpoints would be renamed *-v1
-    metrics, objects = train(compose_cfg(work / "runs" / name, overrides))
+    metrics, objects = train(compose_cfg(work, work / "runs" / name, overrides))
     best = re.search(r"epoch_(\d+)", objects["trainer"].checkpoint_callback.best_model_path or "")
     result = {
         "auroc": round(float(metrics["test/auroc"]), 5),
@@ -355,7 +339,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--numeric", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=1024)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 5; device mode 3)")
     parser.add_argument(
         "--threads", type=int, default=1, help="torch intra-op threads for both sides (0: torch's default)"
     )
@@ -374,10 +358,10 @@ def main() -> None:
     if args.device:
         logging.getLogger("lightning").setLevel(logging.ERROR)
         warnings.filterwarnings("ignore")
-        if args.repeats == 5:
-            args.repeats = 3
+        args.repeats = args.repeats or 3
         device_main(args, extra)
         return
+    args.repeats = args.repeats or 5
     if args.quick:
         args.rows, args.repeats = 30_000, 3
     if args.threads:

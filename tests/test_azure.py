@@ -30,6 +30,7 @@ from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 from packaging.requirements import Requirement  # noqa: E402
 from packaging.utils import canonicalize_name  # noqa: E402
+from train_subprocess import run_train_py  # noqa: E402
 
 from loan_default.azure import command as aml_command  # noqa: E402
 from loan_default.azure import jobs as aml  # noqa: E402
@@ -524,13 +525,7 @@ SMALL_RUN = [
 
 def train_run(root: Path, name: str, *overrides: str) -> tuple[dict, int]:
     """Run train.py in a subprocess (DDP re-launches the script); returns (metrics.json, optimizer steps taken)."""
-    env = {**os.environ, "LOAN_DEFAULT_ROOT": str(root), "CI": "true"}
-    run = root / name
-    result = subprocess.run(
-        [sys.executable, "train.py", *SMALL_RUN, f"data.folder={root / 'freddie'}", *overrides, f"hydra.run.dir={run}"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    run = run_train_py(root, name, SMALL_RUN, *overrides, timeout=1200)
     assert (run / "report.md").is_file() and (run / "bundle").is_dir()
     # The CSV logger's step column is the global step (last.ckpt is only rewritten when val/auroc improves).
     with open(run / "csv" / "metrics.csv") as rows:

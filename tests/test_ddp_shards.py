@@ -4,7 +4,6 @@ schedule, fit-once, and (slow) a two-process CPU run of train.py against a singl
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from train_subprocess import run_train_py
 
 from loan_default.core.preprocess import Preprocessor
 from loan_default.training import fitted as fitted_module
@@ -275,13 +275,7 @@ RUN = ["data=freddie", "~callbacks.early_stopping", f"trainer.max_epochs={DDP_EP
 
 def train_py(root: Path, name: str, *overrides: str) -> tuple[dict, str]:
     """Run train.py; returns metrics.json and every process's log text."""
-    env = {**os.environ, "LOAN_DEFAULT_ROOT": str(root), "CI": "true"}
-    run = root / name
-    result = subprocess.run(
-        [sys.executable, "train.py", *RUN, f"data.folder={root / 'freddie'}", *overrides, f"hydra.run.dir={run}"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    run = run_train_py(root, name, RUN, *overrides, timeout=900)
     logs = "\n".join(p.read_text() for p in sorted(run.glob("*.log")))
     return json.loads((run / "metrics.json").read_text()), logs
 
