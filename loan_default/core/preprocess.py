@@ -268,6 +268,13 @@ class Preprocessor:
         return list(self._numeric_names)
 
     @property
+    def n_continuous(self) -> int:
+        """How many leading x_num columns take real values; every column after them is 0/1 by construction
+        (indicators, one-hot codes, flags), which lets training hold those as bits (`training.packed`)."""
+        self._check_fitted()
+        return len(self._numeric)
+
+    @property
     def categorical_names(self) -> list[str]:
         """Names of the x_cat columns, in order."""
         return list(ft.CATEGORICAL_FIELDS)

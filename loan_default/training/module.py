@@ -17,7 +17,8 @@ from torchmetrics.classification import (
     BinaryRecall,
 )
 
-from loan_default.core.network import LoanNet, default_embedding_dim
+from loan_default.core.network import MAX_BIN_ROWS, LoanNet, default_embedding_dim
+from loan_default.training.packed import as_tensor
 
 SCHEDULERS = ("cosine", "plateau", "onecycle", "none")
 Batch = Sequence[torch.Tensor]
@@ -195,9 +196,10 @@ class LoanDefaultModule(L.LightningModule):
         if self.hparams.get("wide") and self.global_step == 0 and tensors is not None:
             # Defaults weighted as the batches deliver them (the sampler's share), as training weights them.
             share = getattr(self.trainer.datamodule, "batch_pos_fraction", 0.5)
-            self.net.fit_linear_path(
-                *(t.to(self.device) for t in tensors[:3]), pos_weight=self.hparams.pos_weight, batch_pos_fraction=share
-            )
+            self.net.fit_linear_path(  # only below schedule.wide_max_rows rows: the dense x_num is small
+                *(as_tensor(t, self.device) for t in tensors[:3]), pos_weight=self.hparams.pos_weight,
+                batch_pos_fraction=share,
+            )  # fmt: skip
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             # DDP ranks fitted the knots and the linear path on their own shards of the training rows (DDP synced the
             # weights before this hook, not after): every rank starts from rank 0's.
@@ -205,11 +207,12 @@ class LoanDefaultModule(L.LightningModule):
                 torch.distributed.broadcast(tensor, src=0)
 
     def _training_numeric(self) -> torch.Tensor:
-        """x_num of every training row once, read from the dataset rather than the (possibly resampling) loader."""
+        """The training rows' x_num that `fit_numeric_bins` reads (its even stride, at most `MAX_BIN_ROWS` rows), from
+        the dataset rather than the (possibly resampling) loader."""
         data = self.trainer.train_dataloader.dataset
         tensors = getattr(data, "tensors", None)  # TensorDataset, TensorBatchDataset
-        if tensors is not None:
-            return tensors[0]
+        if tensors is not None:  # only the rows the knots are placed from: a dense copy of all rows can be GBs
+            return as_tensor(tensors[0][:: -(-len(tensors[0]) // MAX_BIN_ROWS)])
         return torch.stack([torch.as_tensor(data[i][0]) for i in range(len(data))])
 
     def on_train_epoch_end(self) -> None:

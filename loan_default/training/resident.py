@@ -19,10 +19,13 @@ from types import SimpleNamespace
 
 import torch
 
+from loan_default.training.packed import as_tensor
+
 
 def to_device(arrays: Sequence, device: torch.device | str) -> tuple[torch.Tensor, ...]:
-    """Numpy arrays (or tensors) as tensors on ``device``, copied once."""
-    return tuple(torch.as_tensor(a).to(device) for a in arrays)
+    """Numpy arrays, tensors or `PackedNumeric` (unpacked on the way: a device has room for the dense matrix) as
+    tensors on ``device``, copied once."""
+    return tuple(as_tensor(a, device) for a in arrays)
 
 
 class ResidentBatches:

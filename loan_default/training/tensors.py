@@ -7,7 +7,8 @@ instead when the dataset defines it, so here a batch is a single gather per tens
 The gather goes through numpy (``np.take`` on a zero-copy view of each tensor) rather than ``torch.index_select``:
 measured on 1024 x 40 float32 rows it was ~3x faster single-threaded, and torch's intra-op threads made
 ``index_select`` 20-100x slower whenever other processes kept the cores busy. Converting the index list with
-``np.asarray`` is also ~5x cheaper than ``torch.as_tensor``. Hence the tensors must be CPU tensors with a numpy dtype.
+``np.asarray`` is also ~5x cheaper than ``torch.as_tensor``. Hence the tensors must be CPU tensors with a numpy dtype,
+or a `PackedNumeric` (x_num with its 0/1 columns as bits, `training.packed`), which gathers and unpacks a batch itself.
 
 Because ``__getitems__`` already returns the finished batch, the DataLoader must not collate it again::
 
@@ -21,6 +22,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from loan_default.training.packed import PackedNumeric
 
 
 class TensorBatchDataset(Dataset[tuple[torch.Tensor, ...]]):
@@ -36,11 +39,11 @@ class TensorBatchDataset(Dataset[tuple[torch.Tensor, ...]]):
         self._arrays = self._numpy_views(tensors)
 
     @staticmethod
-    def _numpy_views(tensors: tuple[torch.Tensor, ...]) -> tuple[np.ndarray, ...]:
-        """Zero-copy numpy views sharing memory with the tensors."""
+    def _numpy_views(tensors: tuple[torch.Tensor | PackedNumeric, ...]) -> tuple[np.ndarray | PackedNumeric, ...]:
+        """Zero-copy numpy views sharing memory with the tensors (a `PackedNumeric` is its own view)."""
         try:
-            return tuple(t.numpy() for t in tensors)
-        except (RuntimeError, TypeError) as err:
+            return tuple(t if isinstance(t, PackedNumeric) else t.numpy() for t in tensors)
+        except (RuntimeError, TypeError, AttributeError) as err:
             raise TypeError(f"TensorBatchDataset needs CPU tensors with a numpy dtype and no grad: {err}") from err
 
     # Pickle only the tensors (torch sends them to DataLoader workers through shared memory) and rebuild the views.
@@ -55,12 +58,13 @@ class TensorBatchDataset(Dataset[tuple[torch.Tensor, ...]]):
         return self.tensors[0].shape[0]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
-        return tuple(t[index] for t in self.tensors)
+        return tuple(torch.as_tensor(a[index]) for a in self._arrays)
 
     def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, ...]:
         """Rows ``indices`` of every tensor, stacked along dim 0 (what ``default_collate`` would have built)."""
         idx = np.asarray(indices, dtype=np.intp)
-        return tuple(torch.from_numpy(np.take(a, idx, axis=0)) for a in self._arrays)
+        return tuple(torch.from_numpy(np.take(a, idx, axis=0) if isinstance(a, np.ndarray) else a.take(idx))
+                     for a in self._arrays)  # fmt: skip
 
 
 def passthrough_collate(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
