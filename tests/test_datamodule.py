@@ -149,5 +149,7 @@ def test_arrays_built_by_chunks_of_rows_equal_one_transform(fitted):
     np.testing.assert_array_equal(x_num, want_num)
     np.testing.assert_array_equal(x_cat, want_cat)
     assert x_cat.dtype == np.int32 and x_num.dtype == np.float32
+    # Everything after the continuous columns is held as bits: under a third of the dense bytes.
+    assert x_num.n_continuous == fitted.preprocessor.n_continuous and x_num.nbytes < want_num.nbytes / 3
     np.testing.assert_array_equal(y, fitted.table["default"].to_numpy()[rows])
     np.testing.assert_array_equal(fitted.arrays["val"][1], want_cat)

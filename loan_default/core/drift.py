@@ -210,23 +210,33 @@ def build_reference(
     frame: pd.DataFrame | None,
     fields: Sequence[str] | None = None,
     bins: int = 10,
+    rows: np.ndarray | None = None,
 ) -> Reference:
     """The reference from training rows: score deciles (``bins`` quantiles) and each field's distribution.
 
     ``fields`` defaults to every field the model reads (``MONITORED_FIELDS``); ``frame`` holds them raw or as the
-    reader returns them.
+    reader returns them; ``rows`` (positions) reads only those rows of it, a column at a time, without a copy of them.
     """
     names = list(MONITORED_FIELDS if fields is None else fields)
     score = None if scores is None else numeric_reference("score", np.asarray(scores, dtype=np.float64), bins)
     refs: dict[str, FieldReference] = {}
     if frame is not None:
         for name in names:  # one field at a time: parsed columns of every field at once were ~260 bytes a row
-            values = field_values(frame, [name])[name]
+            values = field_values(_column(frame, name, rows), [name])[name]
             kind = field_kind(name)
             refs[name] = (
                 numeric_reference(name, values, bins) if kind == "numeric" else categorical_reference(name, values)
             )
     return Reference(score=score, fields=refs, bins=bins)
+
+
+def _column(frame: pd.DataFrame, name: str, rows: np.ndarray | None) -> pd.DataFrame:
+    """``frame``'s column ``name`` (an empty frame when it has none) at positions ``rows`` (all when None)."""
+    if rows is None:
+        return frame
+    if name not in frame.columns:
+        return pd.DataFrame(index=range(len(rows)))
+    return frame[name].iloc[rows].to_frame()
 
 
 def compare(reference: Reference, scores: np.ndarray | None = None, frame: pd.DataFrame | None = None) -> dict:

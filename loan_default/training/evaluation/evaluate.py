@@ -137,7 +137,7 @@ def evaluate_and_bundle(
 
     # Monitoring reference: training rows' score and raw field distributions (bins and shares, no rows).
     train_proba = expit(predict_logits(net, *dm.arrays["train"][:2], device=device) + offset)
-    reference = build_reference(train_proba, dm.frame("train"))
+    reference = build_reference(train_proba, dm.table, rows=dm.split_index["train"])  # no copy of the rows
     metrics["validation"] = _validation(cfg, dm, proba, choice.threshold, reference)
 
     plots = {}
