@@ -22,7 +22,14 @@ from loan_default.core.outlier_scorer import JSON_NAME, NPZ_NAME, OutlierScorer
 from loan_default.core.preprocess import Preprocessor
 from loan_default.freddie.loans import load_loan_table
 from loan_default.synthetic.generate import ensure_synthetic
-from loan_default.training.outliers import OutlierFilter, captured_output
+from loan_default.training import outliers as outliers_module
+from loan_default.training.outliers import (
+    OutlierFilter,
+    build_detectors,
+    captured_output,
+    reference_rows,
+    suod_class,
+)
 from loan_default.training.splits import split_loans
 
 REPO = Path(__file__).resolve().parents[1]
@@ -200,6 +207,69 @@ def test_scores_do_not_depend_on_the_batch(fitted, data):
     np.testing.assert_allclose(scorer.score(rows), one_by_one, rtol=0, atol=1e-12)
 
 
+def reference_suod(X: np.ndarray, seed: int, **settings):
+    """PyOD's SUOD fitted directly on float64 rows with the filter's detectors: the uncapped fit, independently."""
+    detectors = build_detectors(("IForest", "ECOD"), 0.02, seed, settings.get("max_reference_rows", 20000))
+    with captured_output("reference SUOD fit"):  # SUOD warns about detector names it has no code for
+        model = suod_class()(
+            base_estimators=detectors,
+            contamination=0.02,
+            combination="maximization",
+            n_jobs=1,
+            rp_flag_global=False,
+            bps_flag=False,
+            approx_flag_global=False,
+            verbose=False,
+        )
+        return model.fit(np.asarray(X, dtype=np.float64))
+
+
+def test_at_or_below_max_fit_rows_the_fit_is_suod_on_every_row(monkeypatch):
+    """float32 rows (as fit_filters passes them) give SUOD's own fit on all rows, bit for bit, scored in chunks."""
+    X, y, _ = make_data(n=1500, n_features=5, seed=8, n_bad=15)
+    X = X.astype(np.float32)
+    monkeypatch.setattr(outliers_module, "CHUNK_ROWS", 7)  # ECOD scores its rows in chunks, a 2-row tail included
+    f = OutlierFilter(seed=4, max_fit_rows=len(X), max_reference_rows=400)
+    keep = f.fit(X, y)
+    reference = reference_suod(X, seed=4, max_reference_rows=400)
+    assert f.scores_.tobytes() == np.asarray(reference.decision_scores_, dtype=np.float64).tobytes()
+    assert f.report["threshold"] == reference.threshold_ and f.report["fit_rows"] == len(X)
+    np.testing.assert_array_equal(keep, ~(reference.labels_.astype(bool) & (y == 0)))
+    meta, arrays = f.state()
+    assert meta["threshold"] == reference.threshold_
+    np.testing.assert_array_equal(arrays["score_mean"], reference.score_scalar_.mean_)
+    # A float64 copy of the same values fits the same detector.
+    g = OutlierFilter(seed=4, max_reference_rows=400)
+    g.fit(X.astype(np.float64), y)
+    assert g.scores_.tobytes() == f.scores_.tobytes()
+    assert all(v.tobytes() == g.state()[1][k].tobytes() for k, v in arrays.items())
+
+
+def test_above_max_fit_rows_fits_a_subsample_and_scores_the_rest_against_its_threshold(monkeypatch):
+    X, y, bad = make_data(n=3000, n_features=6, seed=9, n_bad=30)
+    X = X.astype(np.float32)
+    monkeypatch.setattr(outliers_module, "CHUNK_ROWS", 500)  # several chunks, each holding fit and other rows
+    f = OutlierFilter(seed=6, max_fit_rows=1000, max_reference_rows=400)
+    keep = f.fit(X, y)
+    fit_rows = reference_rows(len(X), 1000, 6)
+    others = np.setdiff1d(np.arange(len(X)), fit_rows)
+    reference = reference_suod(X[fit_rows], seed=6, max_reference_rows=400)
+    # The fit rows keep SUOD's own training scores; the others get the fitted SUOD's scores of new rows.
+    assert f.scores_[fit_rows].tobytes() == np.asarray(reference.decision_scores_, dtype=np.float64).tobytes()
+    with captured_output("reference SUOD scoring"):
+        expected_others = reference.decision_function(X[others].astype(np.float64))
+    np.testing.assert_allclose(f.scores_[others], expected_others, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(f.scorer().score(X[others]), expected_others, rtol=0, atol=1e-6)  # as served
+    threshold = np.percentile(reference.decision_scores_, 98)
+    assert f.report["threshold"] == pytest.approx(threshold, abs=1e-12) and f.report["fit_rows"] == 1000
+    flagged = f.scores_ > f.report["threshold"]
+    np.testing.assert_array_equal(keep, ~(flagged & (y == 0)))
+    assert f.report["flagged"] == flagged.sum() and f.report["rows"] == len(X)
+    assert 0.01 <= flagged.mean() <= 0.03  # about the contamination, though only a third set the threshold
+    assert flagged[bad].mean() >= 0.8  # corrupted rows outside the fit rows are caught too
+    assert flagged[np.intersect1d(bad, others)].mean() >= 0.8
+
+
 @pytest.mark.parametrize(("name", "stock"), [("COPOD", COPOD), ("ECOD", ECOD)])
 def test_ecdf_detectors_equal_pyod_scoring_one_row(name, stock):
     """With the whole training set as reference, a row scores as PyOD's detector scores a batch of that one row.
@@ -258,6 +328,8 @@ def test_bad_inputs_get_clear_errors(tmp_path, fitted, data):
         OutlierFilter(detectors=("IForest",))
     with pytest.raises(ValueError, match="contamination"):
         OutlierFilter(contamination=0.7)
+    with pytest.raises(ValueError, match="max_fit_rows must be at least 2"):
+        OutlierFilter(max_fit_rows=1)
     X_nan = X.copy()
     X_nan[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN or inf"):

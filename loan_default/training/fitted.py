@@ -31,7 +31,7 @@ from loan_default.training.outliers import OutlierFilter
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1  # bump when what is saved, or how the fit works, changes
+FORMAT = 2  # bump when what is saved, or how the fit works, changes (2: outlier max_fit_rows, report fit_rows)
 
 
 @dataclass

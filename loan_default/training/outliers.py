@@ -21,6 +21,12 @@ COPOD and ECOD are replaced by ``ReferenceCOPOD`` / ``ReferenceECOD``: the same 
 subsample of at most ``max_reference_rows`` training rows, each row scored as if alone (PyOD's own scores depend on
 the batch they are computed in). That keeps the exported state small and the fitted and served scores equal.
 Servable detectors: IForest, HBOS (integer ``n_bins``), COPOD, ECOD. LOF can filter but not be exported.
+
+Above ``max_fit_rows`` training rows, SUOD is fitted on a seeded subsample of that many rows (IForest trees see
+``max_samples`` rows each and COPOD/ECOD a capped reference anyway) and every other row is scored, ``CHUNK_ROWS`` at a
+time, by the fitted SUOD's ``decision_function`` against the threshold learned on the fit rows: memory then grows by
+~10 bytes a row instead of ~540 (SUOD's float64 copies and per-detector score matrices of every row), and time falls
+(docs/decisions/0084-outlier-fit-memory.md). At or below the cap the fit is SUOD's on all rows, as it always was.
 """
 
 from __future__ import annotations
@@ -64,6 +70,8 @@ log = logging.getLogger(__name__)
 METHODS = ("suod", "none")
 DETECTORS = ("IForest", "HBOS", "COPOD", "ECOD", "LOF")
 COMBINATIONS = ("average", "maximization")
+# Rows scored (or checked) at a time outside SUOD: bounds the float64 temporaries to a few MB whatever the row count.
+CHUNK_ROWS = 65536
 
 
 def reference_rows(n_rows: int, max_rows: int, seed: int | None) -> np.ndarray:
@@ -98,7 +106,13 @@ class _ReferenceECDF:
     def decision_function(self, X: ArrayLike) -> np.ndarray:
         """Outlier score of each row (higher = more abnormal), independent of the other rows in ``X``."""
         check_is_fitted(self, ["scorer_"])
-        return self.scorer_.score(check_array(X, dtype=np.float64))
+        X = check_array(X, dtype=np.float64)
+        # Scored by chunk: each row's score depends on that row alone, so chunks give the same scores with
+        # CHUNK_ROWS-sized temporaries (the scorer keeps ~8 float64 matrices of its batch alive).
+        out = np.empty(X.shape[0])
+        for start in range(0, X.shape[0], CHUNK_ROWS):
+            out[start : start + CHUNK_ROWS] = self.scorer_.score(X[start : start + CHUNK_ROWS])
+        return out
 
 
 class ReferenceCOPOD(_ReferenceECDF, COPOD):
@@ -224,6 +238,7 @@ class OutlierFilter:
         seed: int = 0,
         max_reference_rows: int = 20000,
         detector_params: Mapping[str, Mapping[str, Any]] | None = None,
+        max_fit_rows: int = 200_000,
     ) -> None:
         self.method = str(method)
         self.detectors = tuple(str(name) for name in detectors)
@@ -234,6 +249,7 @@ class OutlierFilter:
         self.seed = int(seed)
         self.max_reference_rows = int(max_reference_rows)
         self.detector_params = {str(k): dict(v) for k, v in (detector_params or {}).items()}
+        self.max_fit_rows = int(max_fit_rows)
         self._validate()
         self.detector_: Any = None
         self.keep_mask_: np.ndarray | None = None
@@ -262,10 +278,18 @@ class OutlierFilter:
             raise ValueError("n_jobs must be a positive number of workers or -1 for all cores")
         if self.max_reference_rows < 2:
             raise ValueError(f"max_reference_rows must be at least 2, got {self.max_reference_rows}")
+        if self.max_fit_rows < 2:
+            raise ValueError(f"max_fit_rows must be at least 2, got {self.max_fit_rows}")
 
     def fit(self, X: ArrayLike, y: ArrayLike) -> np.ndarray:
-        """Fit on the training rows ``X`` (labels ``y``, 1 = default); return the boolean keep-mask."""
-        X = np.asarray(X, dtype=np.float64)
+        """Fit on the training rows ``X`` (labels ``y``, 1 = default); return the boolean keep-mask.
+
+        A float32 ``X`` (``Preprocessor.outlier_matrix``) is not copied whole: only the rows SUOD fits on, and each
+        chunk scored, become float64.
+        """
+        X = np.asarray(X)
+        if not np.issubdtype(X.dtype, np.floating):
+            X = X.astype(np.float64)
         y = np.asarray(y).ravel()
         if X.ndim != 2 or X.shape[0] < 2:
             raise ValueError(f"expected a 2-D training matrix with at least 2 rows, got shape {X.shape}")
@@ -273,7 +297,7 @@ class OutlierFilter:
             raise ValueError(f"y has {y.size} labels for {X.shape[0]} training rows")
         if not np.isin(y, (0, 1)).all():
             raise ValueError("y must hold only 0 (no default) and 1 (default)")
-        if not np.isfinite(X).all():
+        if not all(np.isfinite(X[start : start + CHUNK_ROWS]).all() for start in range(0, X.shape[0], CHUNK_ROWS)):
             raise ValueError("outlier detection needs finite, preprocessed (imputed) features; X has NaN or inf")
         start = time.perf_counter()
         self.n_features_ = X.shape[1]
@@ -292,6 +316,7 @@ class OutlierFilter:
             "removed_class_1": int((remove & positive).sum()),
             "flagged": int(flagged.sum()),
             "flagged_class_1": int((flagged & positive).sum()),
+            "fit_rows": int(min(X.shape[0], self.max_fit_rows)) if self.method == "suod" else 0,
             "fit_seconds": time.perf_counter() - start,
         }
         if self.method == "suod":
@@ -308,13 +333,18 @@ class OutlierFilter:
         return self.keep_mask_
 
     def _fit_suod(self, X: np.ndarray) -> np.ndarray:
-        """Fit SUOD quietly; keep the fitted model and training scores; return the flagged rows."""
+        """Fit SUOD quietly on (at most ``max_fit_rows`` of) the rows; keep the model and the scores of every row;
+        return the flagged rows."""
+        fit_rows = reference_rows(X.shape[0], self.max_fit_rows, self.seed)
+        capped = fit_rows.size < X.shape[0]
+        X_fit = np.asarray(X[fit_rows] if capped else X, dtype=np.float64)
         detectors = build_detectors(
             self.detectors, self.contamination, self.seed, self.max_reference_rows, self.detector_params
         )
         log.info(
-            "Fitting SUOD (%s) on %d training rows x %d features, n_jobs=%d",
+            "Fitting SUOD (%s) on %d of %d training rows x %d features, n_jobs=%d",
             ", ".join(self.detectors),
+            X_fit.shape[0],
             X.shape[0],
             X.shape[1],
             self.n_jobs,
@@ -330,10 +360,37 @@ class OutlierFilter:
                 approx_flag_global=False,
                 verbose=False,
             )
-            model.fit(X)
+            model.fit(X_fit)
+        del X_fit
         self.detector_ = model
-        self.scores_ = np.asarray(model.decision_scores_, dtype=np.float64)
-        return np.asarray(model.labels_, dtype=bool)
+        if not capped:
+            self.scores_ = np.asarray(model.decision_scores_, dtype=np.float64)
+            return np.asarray(model.labels_, dtype=bool)
+        self.scores_ = self._score_beside(X, fit_rows, np.asarray(model.decision_scores_, dtype=np.float64))
+        # PyOD's rule (labels_ = decision_scores_ > threshold_), with the threshold of the fit rows.
+        return self.scores_ > model.threshold_
+
+    def _score_beside(self, X: np.ndarray, fit_rows: np.ndarray, fit_scores: np.ndarray) -> np.ndarray:
+        """Scores of all rows of ``X``: SUOD's training scores for the (sorted) ``fit_rows``, the fitted SUOD's
+        ``decision_function`` for the others, CHUNK_ROWS at a time."""
+        model = self.detector_
+        scores = np.empty(X.shape[0])
+        started = time.perf_counter()
+        with captured_output("SUOD scoring"), parallel_config(max_nbytes=None):
+            for start in range(0, X.shape[0], CHUNK_ROWS):
+                stop = min(start + CHUNK_ROWS, X.shape[0])
+                lo, hi = np.searchsorted(fit_rows, (start, stop))
+                others = np.ones(stop - start, dtype=bool)
+                others[fit_rows[lo:hi] - start] = False
+                if others.any():
+                    scores[start:stop][others] = model.decision_function(X[start:stop][others].astype(np.float64))
+                scores[fit_rows[lo:hi]] = fit_scores[lo:hi]
+        log.info(
+            "Scored the other %d training rows with the fitted SUOD in %.1f s",
+            X.shape[0] - fit_rows.size,
+            time.perf_counter() - started,
+        )
+        return scores
 
     @property
     def report(self) -> dict[str, float]:

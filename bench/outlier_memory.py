@@ -1,0 +1,126 @@
+"""Peak memory and time of the outlier filter's fit (OutlierFilter.fit, SUOD defaults) against training rows.
+
+    .venv/bin/python bench/outlier_memory.py                          # 200k, 400k, 800k training rows
+    .venv/bin/python bench/outlier_memory.py --rows 100000 1000000 --max-fit-rows 200000
+
+The rows are the synthetic data's outlier matrix (bench/outliers.py's loader: the generator's files, read, split,
+preprocessed; ``--loans`` of them), resampled to each size with a little noise on the continuous columns so that rows
+are distinct, as float32 (what fit_filters passes). Each size runs in its own subprocess; the probe hands freed heap
+back to the system (malloc_trim, so the fit cannot hide in memory the data loading freed), resets the peak
+(/proc/self/clear_refs) right before the fit and reads VmHWM after it, so ``extra_mib`` is what the fit holds above
+the matrix and labels it was given. ``--compare`` also fits with the cap lifted (``max_fit_rows`` = rows) on the same
+rows and reports how many flags differ and the share of the generator's corrupted rows each flags. Last line JSON:
+per size (rows, extra MiB, seconds, flagged share) and ``bytes_per_row``, the least-squares slope of the extra against
+rows (the matrix itself adds 4 bytes a column).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO))
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def one(rows: int, loans: int, data_dir: Path, max_fit_rows: int | None, compare: bool) -> dict:
+    """Fit the default filter on ``rows`` resampled training rows; peak memory above what existed before the fit."""
+    import outliers as bench_outliers  # bench/outliers.py
+
+    from loan_default.training.outliers import OutlierFilter
+
+    base = bench_outliers.load_features(loans, bench_outliers.DATA_SEED, bench_outliers.SPLIT_SEED, data_dir)
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, len(base.X), size=rows)
+    X = base.X[idx].astype(np.float32)
+    n_scaled = sum(1 for name in base.preprocessor.outlier_names if name not in ("cltv_below_ltv", "dti_zero"))
+    X[:, :n_scaled] += rng.normal(scale=0.02, size=(rows, n_scaled)).astype(np.float32)
+    y = base.y[idx]
+    corrupted = base.kinds[idx] != ""
+    del base, idx
+    settings = {} if max_fit_rows is None else {"max_fit_rows": max_fit_rows}
+    f = OutlierFilter(seed=42, **settings)
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    before = _status_kib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")  # reset VmHWM to the current RSS
+    start = time.perf_counter()
+    keep = f.fit(X, y)
+    seconds = time.perf_counter() - start
+    peak = _status_kib("VmHWM")
+    flagged = f.scores_ > f.report["threshold"]
+    result = {
+        "rows": rows,
+        "fit_rows": f.report["fit_rows"],
+        "extra_mib": round((peak - before) / 1024, 1),
+        "seconds": round(seconds, 2),
+        "flagged_share": round(float(flagged.mean()), 5),
+        "corrupted_flagged": round(float(flagged[corrupted].mean()), 4),
+        "kept": int(keep.sum()),
+    }
+    if compare:
+        whole = OutlierFilter(seed=42, max_fit_rows=rows)
+        whole.fit(X, y)
+        whole_flagged = whole.scores_ > whole.report["threshold"]
+        result["uncapped_seconds"] = round(whole.report["fit_seconds"], 2)
+        result["uncapped_corrupted_flagged"] = round(float(whole_flagged[corrupted].mean()), 4)
+        result["flags_differing"] = int((flagged != whole_flagged).sum())
+        result["flags_both"] = int((flagged & whole_flagged).sum())
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[200_000, 400_000, 800_000])
+    parser.add_argument("--loans", type=int, default=20_000, help="synthetic loans the rows are resampled from")
+    parser.add_argument("--data-dir", type=Path, default=REPO / "data" / "bench")
+    parser.add_argument("--max-fit-rows", type=int, default=None, help="outlier.max_fit_rows (default: the code's)")
+    parser.add_argument("--compare", action="store_true", help="also fit with the cap lifted; compare the flags")
+    parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one is not None:
+        print(json.dumps(one(args.one, args.loans, args.data_dir, args.max_fit_rows, args.compare)))
+        return
+    results = []
+    for rows in args.rows:
+        cmd = [
+            sys.executable,
+            __file__,
+            "--one",
+            str(rows),
+            "--loans",
+            str(args.loans),
+            "--data-dir",
+            str(args.data_dir),
+        ]
+        if args.max_fit_rows is not None:
+            cmd += ["--max-fit-rows", str(args.max_fit_rows)]
+        if args.compare:
+            cmd.append("--compare")
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        results.append(json.loads(out))
+        print(results[-1], flush=True)
+    r = np.array([x["rows"] for x in results], dtype=float)
+    m = np.array([x["extra_mib"] for x in results]) * 2**20
+    slope = float(np.polyfit(r, m, 1)[0]) if len(results) > 1 else float("nan")
+    print(json.dumps({"sizes": results, "bytes_per_row": round(slope, 1)}))
+
+
+if __name__ == "__main__":
+    main()
