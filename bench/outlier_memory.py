@@ -9,7 +9,12 @@ are distinct, as float32 (what fit_filters passes). Each size runs in its own su
 back to the system (malloc_trim, so the fit cannot hide in memory the data loading freed), resets the peak
 (/proc/self/clear_refs) right before the fit and reads VmHWM after it, so ``extra_mib`` is what the fit holds above
 the matrix and labels it was given. ``--compare`` also fits with the cap lifted (``max_fit_rows`` = rows) on the same
-rows and reports how many flags differ and the share of the generator's corrupted rows each flags. Last line JSON:
+rows and reports how many flags differ and the share of the generator's corrupted rows each flags. ``--caps`` instead
+fits the ``--loans`` data's own training rows (no resampling) uncapped and with each cap and compares them the same way:
+
+    .venv/bin/python bench/outlier_memory.py --loans 100000 --caps 10000 20000 35000
+
+Last line JSON:
 per size (rows, extra MiB, seconds, flagged share) and ``bytes_per_row``, the least-squares slope of the extra against
 rows (the matrix itself adds 4 bytes a column).
 """
@@ -85,6 +90,33 @@ def one(rows: int, loans: int, data_dir: Path, max_fit_rows: int | None, compare
     return result
 
 
+def quality(loans: int, data_dir: Path, caps: list[int]) -> dict:
+    """Capped fits against the uncapped one on the real training rows: flags that differ, corrupted rows caught."""
+    import outliers as bench_outliers  # bench/outliers.py
+
+    from loan_default.training.outliers import OutlierFilter
+
+    base = bench_outliers.load_features(loans, bench_outliers.DATA_SEED, bench_outliers.SPLIT_SEED, data_dir)
+    X, y, corrupted = base.X.astype(np.float32), base.y, base.kinds != ""
+    runs = {}
+    for cap in [len(X), *caps]:
+        f = OutlierFilter(seed=bench_outliers.SPLIT_SEED, max_fit_rows=cap)
+        f.fit(X, y)
+        flagged = f.scores_ > f.report["threshold"]
+        runs[cap] = flagged
+        row = {
+            "max_fit_rows": cap,
+            "rows": len(X),
+            "seconds": round(f.report["fit_seconds"], 2),
+            "flagged_share": round(float(flagged.mean()), 5),
+            "corrupted_flagged": round(float(flagged[corrupted].mean()), 4),
+            "clean_removed": round(float((~f.keep_mask_[~corrupted]).mean()), 5),
+            "flags_differing_from_uncapped": int((flagged != runs[len(X)]).sum()),
+        }
+        print(row, flush=True)
+    return {"rows": len(X), "corrupted": int(corrupted.sum()), "flagged_uncapped": int(runs[len(X)].sum())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[200_000, 400_000, 800_000])
@@ -92,8 +124,12 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=REPO / "data" / "bench")
     parser.add_argument("--max-fit-rows", type=int, default=None, help="outlier.max_fit_rows (default: the code's)")
     parser.add_argument("--compare", action="store_true", help="also fit with the cap lifted; compare the flags")
+    parser.add_argument("--caps", type=int, nargs="+", default=None, help="quality of capped fits on real rows")
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.caps:
+        print(json.dumps(quality(args.loans, args.data_dir, args.caps)))
+        return
     if args.one is not None:
         print(json.dumps(one(args.one, args.loans, args.data_dir, args.max_fit_rows, args.compare)))
         return
