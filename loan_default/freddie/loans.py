@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from pandas.api.extensions import take
 
+from loan_default.common.memory import release_free_memory
 from loan_default.common.parallel import ordered_map, resolve_workers
 from loan_default.common.progress import progress_bar
 from loan_default.freddie import schema
@@ -64,6 +66,7 @@ def load_loan_table(
         def done(result: tuple[pd.DataFrame, LabelReport]) -> None:
             nonlocal rows
             rows += result[1].performance_rows
+            release_free_memory()  # the vintage's read buffers (retained by arrow's pool and the C heap otherwise)
             bar.set_postfix_str(f"{rows / (time.perf_counter() - started):,.0f} rows/s", refresh=False)
             bar.update()
 
@@ -79,10 +82,12 @@ def load_loan_table(
     frames = [frame for frame, _, _ in results]
     reports = [report for _, report, _ in results]
     del results
+    ends = np.cumsum([len(frame) for frame in frames])  # each vintage's rows end here in the table
     table = frames[0] if len(frames) == 1 else concat_tables(frames)
-    report = LabelReport.combine(reports)
-    _check_unique_across(table, pairs, frames)
     del frames
+    release_free_memory()  # the vintages' own copies, now in `table`
+    report = LabelReport.combine(reports)
+    _check_unique_across(table, [pair.vintage_label for pair in pairs], ends)
     seconds = time.perf_counter() - started
     log.info(
         "Read and labelled %s performance rows of %s loans in %.1f s (%s rows/s)",
@@ -114,7 +119,8 @@ def compact_loan_table(table: pd.DataFrame) -> pd.DataFrame:
             if info.min <= column.min() and column.max() <= info.max:
                 column = column.astype(np.int32)
         columns[name] = column
-    return pd.DataFrame(columns, index=table.index)
+    # Not consolidated (one block per column): `concat_tables` frees each column of a vintage once it is copied.
+    return pd.DataFrame(columns, index=table.index, copy=False)
 
 
 def _categorical(column: pd.Series) -> pd.Series:
@@ -142,7 +148,7 @@ def _recode(codes: np.ndarray, categories: pd.Index, to: pd.Index) -> pd.Categor
 
 def concat_tables(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """`pd.concat` that keeps categorical columns categorical when the frames' categories differ (their union), also
-    where one frame holds the column as an all-missing string column."""
+    where one frame holds the column as an all-missing string column. Empties ``frames`` (their columns move)."""
     names = [name for name in frames[0].columns if any(isinstance(f[name].dtype, pd.CategoricalDtype) for f in frames)]
     for name in names:
         categorical = [f[name].array for f in frames if isinstance(f[name].dtype, pd.CategoricalDtype)]
@@ -153,7 +159,14 @@ def concat_tables(frames: list[pd.DataFrame]) -> pd.DataFrame:
                 frame[name] = _recode(values.codes, values.categories, union)
             else:
                 frame[name] = pd.Categorical.from_codes(np.full(len(frame), -1), dtype=pd.CategoricalDtype(union))
-    return pd.concat(frames, ignore_index=True)
+    # Column by column, each taken out of the frames once copied: the table and every vintage whole at once
+    # (pd.concat) were twice the table at the stage's peak; frames of one block per column free as they go.
+    if any(list(frame.columns) != list(frames[0].columns) for frame in frames):
+        return pd.concat(frames, ignore_index=True)  # columns differ: pandas aligns them (not the case when reading)
+    columns = {}
+    for name in list(frames[0].columns):
+        columns[name] = pd.concat([frame.pop(name) for frame in frames], ignore_index=True)
+    return pd.DataFrame(columns, copy=False)
 
 
 def load_pair(
@@ -196,15 +209,17 @@ def _truth_index(paths: tuple[Path, ...], id_dtype) -> tuple[pd.Index, np.ndarra
     return ids, truth["true_pd"].to_numpy(), pd.array(truth["corrupted"], dtype="Int8")
 
 
-def _check_unique_across(table: pd.DataFrame, pairs: list[FilePair], frames: list[pd.DataFrame]) -> None:
-    """A loan in two vintages means the same data was given twice (a sample file beside the full one, say)."""
-    duplicated = table["loan_id"].duplicated(keep=False).to_numpy()
-    if not duplicated.any():
+def _check_unique_across(table: pd.DataFrame, vintages: list[str], ends: np.ndarray) -> None:
+    """A loan in two vintages means the same data was given twice (a sample file beside the full one, say).
+    ``vintages[k]``'s rows end at table row ``ends[k]``."""
+    # Arrow hashes the ids in place; pandas' duplicated() made a Python string of each (~540 bytes a loan at peak).
+    ids = pa.array(table["loan_id"])
+    if pc.count_distinct(ids, mode="all").as_py() == len(ids):
         return
+    duplicated = table["loan_id"].duplicated(keep=False).to_numpy()
     loan_id = table["loan_id"].to_numpy()[np.flatnonzero(duplicated)[0]]
-    holders = [
-        pair.vintage_label for pair, frame in zip(pairs, frames, strict=True) if (frame["loan_id"] == loan_id).any()
-    ]
+    rows = np.flatnonzero((table["loan_id"] == loan_id).to_numpy())
+    holders = [vintages[k] for k in np.unique(np.searchsorted(ends, rows, side="right"))]
     raise FreddieFileError(
         f"{int(duplicated.sum()):,} loans appear in more than one vintage (e.g. {loan_id!r} in {', '.join(holders)}); "
         "is the same data there twice?"

@@ -20,6 +20,7 @@ from loan_default.common.atomic import atomic_write, atomic_write_text
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 2  # 2: the compact table (categoricals, float32 where exact)
+CACHE_ROW_GROUP = 65_536
 
 
 def fingerprint(files: Iterable[Path], settings: dict) -> str:
@@ -56,10 +57,13 @@ def _cached_table(
     table_path, report_path = cache_dir / f"loans_{key}.parquet", cache_dir / f"loans_{key}.json"
     if table_path.exists() and report_path.exists():
         log.info("Loan table from cache %s", table_path)
-        return pd.read_parquet(table_path), json.loads(report_path.read_text())
+        # Each Arrow column freed as soon as it is converted: not the whole table twice (Arrow's and pandas') at once.
+        table = pd.read_parquet(table_path, to_pandas_kwargs={"self_destruct": True, "split_blocks": True})
+        return table, json.loads(report_path.read_text())
     table, report = build()
-    # Table first, report last: an entry counts only when both exist, so an interrupted run leaves none.
-    atomic_write(table_path, lambda f: table.to_parquet(f, index=False))
+    # Table first, report last: an entry counts only when both exist, so an interrupted run leaves none. Row groups of
+    # 65,536 rows: the writer's buffers stay ~30 MB instead of ~80 bytes a loan (one row group of a million rows).
+    atomic_write(table_path, lambda f: table.to_parquet(f, index=False, row_group_size=CACHE_ROW_GROUP))
     atomic_write_text(report_path, json.dumps(report, indent=2, default=str))
     log.info("Cached the loan table at %s", table_path)
     return table, report

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
+from loan_default.common.memory import release_free_memory
 from loan_default.core.features import INPUT_FIELDS
 from loan_default.core.preprocess import Preprocessor
 from loan_default.freddie.files import find_file_pairs
@@ -131,6 +132,7 @@ class LoanDataModule(L.LightningDataModule):
             check_world(self.rank, self.world_size, self.trainer)  # Lightning's call, with the Trainer's ranks
             return
         self.table, self.load_report = self._load_table()
+        release_free_memory()  # the reader's buffers and the cache write's
         given = self._given_split  # cross-validation folds set their rows and preprocessor (use_split)
         self.split_index = dict(given[0]) if given else split_loans(self.table, seed=self.seed, **self.split)
         self.split_summary = describe_splits(self.table, self.split_index)  # logs sizes and default rates
@@ -151,7 +153,9 @@ class LoanDataModule(L.LightningDataModule):
         self.split_index["train"] = shard_rows(self.whole_train, y_whole, self.rank, self.world_size, self.seed)
 
         del train_rows  # a copy of the training rows (~110 bytes a loan): the arrays take them from the table by chunk
+        release_free_memory()  # the fits' temporaries (common/memory.py)
         self.arrays = {name: self._arrays(self.table, rows=idx) for name, idx in self.split_index.items()}
+        release_free_memory()
         y_train = self.arrays["train"][2]
         if not y_train.any():
             raise ValueError("The training split holds no defaults: nothing to learn. Use more data or vintages.")

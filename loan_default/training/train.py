@@ -14,6 +14,7 @@ from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from loan_default.common.memory import release_free_memory
 from loan_default.common.progress import progress_enabled
 from loan_default.training.config import resolved_yaml
 from loan_default.training.imbalance import loss_pos_weight
@@ -61,6 +62,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
             best_model = type(model).load_from_checkpoint(best) if best else model
             datamodule.use_whole_training_split()  # DDP: the evaluation sees every rank's training rows
+            release_free_memory()  # what training and testing freed, before the evaluation's own temporaries
             report = evaluate_and_bundle(cfg, datamodule, best_model, output_dir, started=started)
             metrics.update({k: v for k, v in report.items() if isinstance(v, int | float)})
             objects["report"] = report
