@@ -78,11 +78,12 @@ class FieldReference:
             index = np.searchsorted(np.asarray(self.edges, dtype=np.float64), x[~missing], side="left")
             counts = np.bincount(index, minlength=len(self.edges) + 1)
         else:
-            text = pd.Series(values, dtype=object)
-            missing = text.isna().to_numpy()
+            # Each distinct value looked up once (as text): a few dozen lookups, not a Python string per loan.
+            codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=True)
             position = {c: i for i, c in enumerate(self.categories)}
-            index = text[~missing].map(position).fillna(len(self.categories)).to_numpy(dtype=np.int64)
-            counts = np.bincount(index, minlength=len(self.categories) + 1)
+            other, missing = len(self.categories), len(self.categories) + 1
+            bins = np.array([position.get(str(u), other) for u in uniques] + [missing], dtype=np.int64)
+            return np.bincount(bins[codes], minlength=missing + 1).astype(np.int64)  # code -1 (missing): last entry
         return np.append(counts, int(missing.sum())).astype(np.int64)
 
     def bin_labels(self) -> list[str]:
@@ -194,13 +195,15 @@ def numeric_reference(name: str, values: np.ndarray, bins: int = 10) -> FieldRef
 
 def categorical_reference(name: str, values: np.ndarray) -> FieldReference:
     """One bin per category holding at least 1% of training rows, one for the rarer ones, one for missing."""
-    text = pd.Series(np.asarray(values, dtype=object), dtype=object)
-    shares = text.dropna().astype(str).value_counts() / max(1, len(text))
+    values = np.asarray(values, dtype=object)
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)  # counted per distinct value, as text
+    counts = pd.Series(np.bincount(codes[codes >= 0], minlength=len(uniques)), index=[str(u) for u in uniques])
+    shares = counts.groupby(level=0).sum() / max(1, len(values))
     common = sorted(shares.index[shares >= MIN_CATEGORY_SHARE])
     rare = sorted(shares.index[shares < MIN_CATEGORY_SHARE])
-    ref = FieldReference(name, "categorical", [], 0.0, len(text), categories=common, other_categories=rare)
-    counts = ref.bin_counts(text.where(text.isna(), text.astype(str)).to_numpy())
-    ref.fractions = [float(c) for c in counts / max(1, len(text))]
+    ref = FieldReference(name, "categorical", [], 0.0, len(values), categories=common, other_categories=rare)
+    counts = ref.bin_counts(values)
+    ref.fractions = [float(c) for c in counts / max(1, len(values))]
     ref.missing_rate = ref.fractions[-1]
     return ref
 

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 
+from loan_default.common.memory import release_free_memory
 from loan_default.core.bundle import load_bundle, write_bundle
 from loan_default.core.drift import build_reference
 from loan_default.training.config import resolved_yaml
@@ -142,6 +143,7 @@ def evaluate_and_bundle(
     # Monitoring reference: training rows' score and raw field distributions (bins and shares, no rows).
     train_proba = expit(predict_logits(net, *dm.arrays["train"][:2], device=device) + offset)
     reference = build_reference(train_proba, dm.table, rows=dm.split_index["train"])  # no copy of the rows
+    release_free_memory()  # the per-field temporaries over every training row (common/memory.py)
     metrics["validation"] = _validation(cfg, dm, proba, choice.threshold, reference)
 
     plots = {}
