@@ -137,12 +137,11 @@ class LoanDataModule(L.LightningDataModule):
         self.split_index = dict(given[0]) if given else split_loans(self.table, seed=self.seed, **self.split)
         self.split_summary = describe_splits(self.table, self.split_index)  # logs sizes and default rates
 
-        # Only the columns the fit reads (model inputs, label, corruption flag): about half the table's bytes a row.
-        fit_columns = [i for i, name in enumerate(self.table.columns) if name in INPUT_FIELDS or name in FIT_LABELS]
-        train_rows = self.table.iloc[self.split_index["train"], fit_columns]
-        # DDP ranks fit once and share it (training/fitted.py); one process fits as it always did.
-        fitted = fit_once(self.cache_dir, self.world_size, train_rows, given[1] if given else None, self.outlier_cfg,
-                          self.seed)  # fmt: skip
+        # The fit reads the training rows from the table by chunks (no copy of them); DDP ranks fit once and share
+        # it (training/fitted.py), keyed on the columns the fit reads (model inputs, label, corruption flag).
+        fit_columns = [name for name in self.table.columns if name in INPUT_FIELDS or name in FIT_LABELS]
+        fitted = fit_once(self.cache_dir, self.world_size, self.table, given[1] if given else None, self.outlier_cfg,
+                          self.seed, rows=self.split_index["train"], columns=fit_columns)  # fmt: skip
         self.preprocessor, self.outlier_filter = fitted.preprocessor, fitted.outlier_filter
         self.outlier_report = fitted.report
         self.split_index["train"] = self.split_index["train"][fitted.keep]
@@ -152,7 +151,6 @@ class LoanDataModule(L.LightningDataModule):
         y_whole = self.table["default"].to_numpy()[self.whole_train]
         self.split_index["train"] = shard_rows(self.whole_train, y_whole, self.rank, self.world_size, self.seed)
 
-        del train_rows  # a copy of the training rows (~110 bytes a loan): the arrays take them from the table by chunk
         release_free_memory()  # the fits' temporaries (common/memory.py)
         self.arrays = {name: self._arrays(self.table, rows=idx) for name, idx in self.split_index.items()}
         release_free_memory()

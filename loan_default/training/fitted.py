@@ -25,9 +25,9 @@ import pandas as pd
 
 from loan_default.common.atomic import atomic_write, atomic_write_text, make_tree_readable
 from loan_default.core.outlier_scorer import NPZ_NAME, OutlierScorer, write_outlier_state
-from loan_default.core.preprocess import Preprocessor
+from loan_default.core.preprocess import CHUNK_ROWS, Preprocessor
 from loan_default.training.cache import file_lock
-from loan_default.training.outliers import OutlierFilter
+from loan_default.training.outliers import OutlierFilter, RowSource
 
 log = logging.getLogger(__name__)
 
@@ -46,25 +46,54 @@ class Fitted:
 
 
 def fit_filters(
-    train_rows: pd.DataFrame, preprocessor: Preprocessor | None, outlier: Mapping[str, Any], seed: int
+    table: pd.DataFrame,
+    preprocessor: Preprocessor | None,
+    outlier: Mapping[str, Any],
+    seed: int,
+    rows: np.ndarray | None = None,
 ) -> Fitted:
-    """Fit the preprocessor (unless given) and the outlier filter on the training rows; keep-mask and report."""
-    preprocessor = preprocessor or Preprocessor().fit(train_rows)
+    """Fit the preprocessor (unless given) and the outlier filter on the training rows, ``table``'s rows at positions
+    ``rows`` (default: all), read by chunks (no copy of them is held); keep-mask (over ``rows``) and report."""
+    rows = np.arange(len(table)) if rows is None else np.asarray(rows)
+    preprocessor = preprocessor or Preprocessor().fit(table, rows=rows)
     outlier_filter = OutlierFilter(seed=seed, **outlier)
-    keep = outlier_filter.fit(preprocessor.outlier_matrix(train_rows), train_rows["default"].to_numpy())
+    keep = outlier_filter.fit(OutlierRows(preprocessor, table, rows), table["default"].to_numpy()[rows])
     report = dict(outlier_filter.report)
-    if "corrupted" in train_rows:  # synthetic data: how many of the generator's corrupted records were caught
-        corrupted = train_rows["corrupted"].to_numpy().astype(bool)
+    if "corrupted" in table:  # synthetic data: how many of the generator's corrupted records were caught
+        corrupted = table["corrupted"].to_numpy()[rows].astype(bool)
         if corrupted.any():
             report["corrupted_recall"] = float((~keep[corrupted]).mean())
     return Fitted(preprocessor, outlier_filter, report, keep)
 
 
-def fit_key(train_rows: pd.DataFrame, preprocessor: Preprocessor | None, outlier: Mapping[str, Any], seed: int) -> str:
-    """A short hash of everything the fit depends on."""
+class OutlierRows(RowSource):
+    """`Preprocessor.outlier_matrix` of the training rows, built for the rows the filter asks for (its fit subsample,
+    then chunks): the whole float32 matrix (28 bytes a training row) is never held. Each row's values depend on that
+    row alone, so the rows equal those of the whole matrix."""
+
+    def __init__(self, preprocessor: Preprocessor, table: pd.DataFrame, positions: np.ndarray) -> None:
+        self._preprocessor, self._table, self._positions = preprocessor, table, positions
+        self.shape = (len(positions), len(preprocessor.outlier_names))
+
+    def __getitem__(self, rows: slice | np.ndarray) -> np.ndarray:
+        return self._preprocessor.outlier_matrix(self._table.iloc[self._positions[rows]])
+
+
+def fit_key(
+    table: pd.DataFrame,
+    rows: np.ndarray,
+    columns: list[str],
+    preprocessor: Preprocessor | None,
+    outlier: Mapping[str, Any],
+    seed: int,
+) -> str:
+    """A short hash of everything the fit depends on: the ``columns`` of ``table``'s rows ``rows`` (hashed by
+    chunks), the given preprocessor, the outlier settings and the seed."""
     h = hashlib.sha256()
-    h.update(np.ascontiguousarray(pd.util.hash_pandas_object(train_rows, index=False).to_numpy()).tobytes())
-    h.update(",".join(map(str, train_rows.columns)).encode())
+    for start in range(0, len(rows), CHUNK_ROWS):
+        part = table.iloc[rows[start : start + CHUNK_ROWS]][columns]
+        h.update(np.ascontiguousarray(pd.util.hash_pandas_object(part, index=False).to_numpy()).tobytes())
+    h.update(",".join(map(str, columns)).encode())
     settings = {"outlier": dict(outlier), "seed": int(seed), "format": FORMAT}
     settings["preprocessor"] = preprocessor.state() if preprocessor is not None else None
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
@@ -74,19 +103,23 @@ def fit_key(train_rows: pd.DataFrame, preprocessor: Preprocessor | None, outlier
 def fit_once(
     folder: Path | None,
     world_size: int,
-    train_rows: pd.DataFrame,
+    table: pd.DataFrame,
     preprocessor: Preprocessor | None,
     outlier: Mapping[str, Any],
     seed: int,
+    rows: np.ndarray | None = None,
+    columns: list[str] | None = None,
 ) -> Fitted:
-    """`fit_filters`, run once per machine for ``world_size`` > 1 ranks: the first rank to take the lock fits and
-    saves into ``folder``, later ranks load. A single process fits as always, saving nothing."""
+    """`fit_filters` on ``table``'s rows ``rows``, run once per machine for ``world_size`` > 1 ranks: the first rank
+    to take the lock fits and saves into ``folder``, later ranks load (the key hashes ``columns``, default all, of
+    those rows). A single process fits as always, saving nothing."""
     if world_size == 1:
-        return fit_filters(train_rows, preprocessor, outlier, seed)
+        return fit_filters(table, preprocessor, outlier, seed, rows)
     if folder is None:
         raise ValueError("DDP ranks share the fitted preprocessing through data.cache_dir: set it (a local folder)")
     folder = Path(folder)
-    key = fit_key(train_rows, preprocessor, outlier, seed)
+    rows = np.arange(len(table)) if rows is None else np.asarray(rows)
+    key = fit_key(table, rows, list(table.columns) if columns is None else list(columns), preprocessor, outlier, seed)
     entry = folder / f"fitted_{key}"
     with file_lock(folder / f"fitted_{key}.lock"):
         if entry.is_dir():
@@ -96,7 +129,7 @@ def fit_once(
                 entry,
             )
             return load_fitted(entry)
-        fitted = fit_filters(train_rows, preprocessor, outlier, seed)
+        fitted = fit_filters(table, preprocessor, outlier, seed, rows)
         save_fitted(fitted, entry)
         log.info("Fit once: fitted the preprocessor and outlier filter, saved for the other ranks at %s", entry)
         return fitted
