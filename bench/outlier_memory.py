@@ -14,6 +14,11 @@ fits the ``--loans`` data's own training rows (no resampling) uncapped and with 
 
     .venv/bin/python bench/outlier_memory.py --loans 100000 --caps 10000 20000 35000
 
+``--stage`` measures the training stage instead: ``fit_filters`` (outlier matrix + filter, the preprocessor given) on
+the ``--loans`` data's compacted training rows (the columns setup passes) resampled to each size, peak above the rows frame:
+
+    .venv/bin/python bench/outlier_memory.py --stage --rows 400000 800000 1600000
+
 Last line JSON:
 per size (rows, extra MiB, seconds, flagged share) and ``bytes_per_row``, the least-squares slope of the extra against
 rows (the matrix itself adds 4 bytes a column).
@@ -90,6 +95,43 @@ def one(rows: int, loans: int, data_dir: Path, max_fit_rows: int | None, compare
     return result
 
 
+def stage(rows: int, loans: int, data_dir: Path) -> dict:
+    """Peak of ``fit_filters`` (the outliers stage of setup) over ``rows`` resampled training rows."""
+    import outliers as bench_outliers  # bench/outliers.py
+    from omegaconf import OmegaConf
+
+    from loan_default.core.features import INPUT_FIELDS
+    from loan_default.core.preprocess import Preprocessor
+    from loan_default.freddie.loans import compact_loan_table, load_loan_table
+    from loan_default.synthetic.generate import ensure_synthetic
+    from loan_default.training.fitted import fit_filters
+    from loan_default.training.splits import split_loans
+
+    folder = data_dir / f"synthetic_{loans}_{bench_outliers.DATA_SEED}"
+    ensure_synthetic(folder, loans=loans, seed=bench_outliers.DATA_SEED)
+    table = compact_loan_table(load_loan_table(folder=folder)[0])  # as setup holds it
+    columns = [name for name in table.columns if name in INPUT_FIELDS or name in ("default", "corrupted")]
+    train = table.iloc[split_loans(table, seed=bench_outliers.SPLIT_SEED)["train"]][columns]
+    preprocessor = Preprocessor().fit(train)
+    frame = train.iloc[np.random.default_rng(0).integers(0, len(train), size=rows)].reset_index(drop=True)
+    del table, train
+    config = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "outlier" / "suod.yaml"))
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    before = _status_kib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")
+    start = time.perf_counter()
+    fitted = fit_filters(frame, preprocessor, config, bench_outliers.SPLIT_SEED)
+    seconds = time.perf_counter() - start
+    peak = _status_kib("VmHWM")
+    return {
+        "rows": rows,
+        "extra_mib": round((peak - before) / 1024, 1),
+        "seconds": round(seconds, 2),
+        "flagged_share": round(fitted.report["flagged"] / rows, 5),
+    }
+
+
 def quality(loans: int, data_dir: Path, caps: list[int]) -> dict:
     """Capped fits against the uncapped one on the real training rows: flags that differ, corrupted rows caught."""
     import outliers as bench_outliers  # bench/outliers.py
@@ -125,13 +167,17 @@ def main() -> None:
     parser.add_argument("--max-fit-rows", type=int, default=None, help="outlier.max_fit_rows (default: the code's)")
     parser.add_argument("--compare", action="store_true", help="also fit with the cap lifted; compare the flags")
     parser.add_argument("--caps", type=int, nargs="+", default=None, help="quality of capped fits on real rows")
+    parser.add_argument("--stage", action="store_true", help="measure fit_filters on resampled training rows")
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.caps:
         print(json.dumps(quality(args.loans, args.data_dir, args.caps)))
         return
     if args.one is not None:
-        print(json.dumps(one(args.one, args.loans, args.data_dir, args.max_fit_rows, args.compare)))
+        if args.stage:
+            print(json.dumps(stage(args.one, args.loans, args.data_dir)))
+        else:
+            print(json.dumps(one(args.one, args.loans, args.data_dir, args.max_fit_rows, args.compare)))
         return
     results = []
     for rows in args.rows:
@@ -149,6 +195,8 @@ def main() -> None:
             cmd += ["--max-fit-rows", str(args.max_fit_rows)]
         if args.compare:
             cmd.append("--compare")
+        if args.stage:
+            cmd.append("--stage")
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
         results.append(json.loads(out))
         print(results[-1], flush=True)

@@ -23,8 +23,10 @@ from loan_default.core.preprocess import Preprocessor
 from loan_default.freddie.loans import load_loan_table
 from loan_default.synthetic.generate import ensure_synthetic
 from loan_default.training import outliers as outliers_module
+from loan_default.training.fitted import fit_filters
 from loan_default.training.outliers import (
     OutlierFilter,
+    RowSource,
     build_detectors,
     captured_output,
     reference_rows,
@@ -268,6 +270,45 @@ def test_above_max_fit_rows_fits_a_subsample_and_scores_the_rest_against_its_thr
     assert 0.01 <= flagged.mean() <= 0.03  # about the contamination, though only a third set the threshold
     assert flagged[bad].mean() >= 0.8  # corrupted rows outside the fit rows are caught too
     assert flagged[np.intersect1d(bad, others)].mean() >= 0.8
+
+
+class RecordedRows(RowSource):
+    """An array read through the RowSource interface, recording how many rows each request built."""
+
+    def __init__(self, X: np.ndarray) -> None:
+        self._X, self.shape, self.requests = X, X.shape, []
+
+    def __getitem__(self, rows):
+        out = self._X[rows]
+        self.requests.append(len(out))
+        return out
+
+
+@pytest.mark.parametrize("max_fit_rows", [1000, 3000])
+def test_a_row_source_fits_like_its_array_without_building_all_rows_at_once(monkeypatch, max_fit_rows):
+    X, y, _ = make_data(n=3000, n_features=5, seed=10, n_bad=30)
+    X = X.astype(np.float32)
+    monkeypatch.setattr(outliers_module, "CHUNK_ROWS", 400)
+    settings = {"seed": 2, "max_fit_rows": max_fit_rows, "max_reference_rows": 400}
+    whole = OutlierFilter(**settings)
+    whole.fit(X, y)
+    source = RecordedRows(X)
+    lazy = OutlierFilter(**settings)
+    lazy.fit(source, y)
+    assert lazy.scores_.tobytes() == whole.scores_.tobytes()
+    np.testing.assert_array_equal(lazy.keep_mask_, whole.keep_mask_)
+    assert all(v.tobytes() == whole.state()[1][k].tobytes() for k, v in lazy.state()[1].items())
+    if max_fit_rows < len(X):  # the fit subsample, then chunks: never the whole matrix
+        assert max(source.requests) == max_fit_rows and sum(source.requests) == max_fit_rows + 2 * len(X)
+
+
+def test_fit_filters_builds_the_outlier_matrix_by_rows_and_fits_as_on_the_whole_matrix(synthetic_pipeline):
+    train, _, preprocessor, f = synthetic_pipeline
+    config = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "outlier" / "suod.yaml"))
+    fitted = fit_filters(train, preprocessor, config, seed=42)
+    assert fitted.outlier_filter.scores_.tobytes() == f.scores_.tobytes()
+    np.testing.assert_array_equal(fitted.keep, f.keep_mask_)
+    assert fitted.report["threshold"] == f.report["threshold"] and fitted.report["corrupted_recall"] >= 0.7
 
 
 @pytest.mark.parametrize(("name", "stock"), [("COPOD", COPOD), ("ECOD", ECOD)])

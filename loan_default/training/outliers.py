@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,18 @@ DETECTORS = ("IForest", "HBOS", "COPOD", "ECOD", "LOF")
 COMBINATIONS = ("average", "maximization")
 # Rows scored (or checked) at a time outside SUOD: bounds the float64 temporaries to a few MB whatever the row count.
 CHUNK_ROWS = 65536
+
+
+class RowSource(ABC):
+    """Training rows built on demand, for `OutlierFilter.fit`: ``shape`` is (rows, features) and ``source[rows]`` (a
+    slice, or sorted row indices) returns those rows as a float array. The filter asks for its fit subsample, then for
+    CHUNK_ROWS-row slices, so the whole matrix is never held (``fitted.OutlierRows``)."""
+
+    shape: tuple[int, int]
+    dtype = np.dtype(np.float32)
+
+    @abstractmethod
+    def __getitem__(self, rows: slice | np.ndarray) -> np.ndarray: ...
 
 
 def reference_rows(n_rows: int, max_rows: int, seed: int | None) -> np.ndarray:
@@ -281,17 +294,18 @@ class OutlierFilter:
         if self.max_fit_rows < 2:
             raise ValueError(f"max_fit_rows must be at least 2, got {self.max_fit_rows}")
 
-    def fit(self, X: ArrayLike, y: ArrayLike) -> np.ndarray:
+    def fit(self, X: ArrayLike | RowSource, y: ArrayLike) -> np.ndarray:
         """Fit on the training rows ``X`` (labels ``y``, 1 = default); return the boolean keep-mask.
 
         A float32 ``X`` (``Preprocessor.outlier_matrix``) is not copied whole: only the rows SUOD fits on, and each
-        chunk scored, become float64.
+        chunk scored, become float64. A `RowSource` is read the same way, a subsample and chunks at a time.
         """
-        X = np.asarray(X)
-        if not np.issubdtype(X.dtype, np.floating):
-            X = X.astype(np.float64)
+        if not isinstance(X, RowSource):
+            X = np.asarray(X)
+            if not np.issubdtype(X.dtype, np.floating):
+                X = X.astype(np.float64)
         y = np.asarray(y).ravel()
-        if X.ndim != 2 or X.shape[0] < 2:
+        if len(X.shape) != 2 or X.shape[0] < 2:
             raise ValueError(f"expected a 2-D training matrix with at least 2 rows, got shape {X.shape}")
         if y.shape != (X.shape[0],):
             raise ValueError(f"y has {y.size} labels for {X.shape[0]} training rows")
@@ -332,12 +346,12 @@ class OutlierFilter:
         )
         return self.keep_mask_
 
-    def _fit_suod(self, X: np.ndarray) -> np.ndarray:
+    def _fit_suod(self, X: np.ndarray | RowSource) -> np.ndarray:
         """Fit SUOD quietly on (at most ``max_fit_rows`` of) the rows; keep the model and the scores of every row;
         return the flagged rows."""
         fit_rows = reference_rows(X.shape[0], self.max_fit_rows, self.seed)
         capped = fit_rows.size < X.shape[0]
-        X_fit = np.asarray(X[fit_rows] if capped else X, dtype=np.float64)
+        X_fit = np.asarray(X[fit_rows] if capped else X[:], dtype=np.float64)
         detectors = build_detectors(
             self.detectors, self.contamination, self.seed, self.max_reference_rows, self.detector_params
         )
@@ -370,7 +384,7 @@ class OutlierFilter:
         # PyOD's rule (labels_ = decision_scores_ > threshold_), with the threshold of the fit rows.
         return self.scores_ > model.threshold_
 
-    def _score_beside(self, X: np.ndarray, fit_rows: np.ndarray, fit_scores: np.ndarray) -> np.ndarray:
+    def _score_beside(self, X: np.ndarray | RowSource, fit_rows: np.ndarray, fit_scores: np.ndarray) -> np.ndarray:
         """Scores of all rows of ``X``: SUOD's training scores for the (sorted) ``fit_rows``, the fitted SUOD's
         ``decision_function`` for the others, CHUNK_ROWS at a time."""
         model = self.detector_
