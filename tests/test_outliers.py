@@ -22,6 +22,7 @@ from loan_default.core.outlier_scorer import JSON_NAME, NPZ_NAME, OutlierScorer
 from loan_default.core.preprocess import Preprocessor
 from loan_default.freddie.loans import load_loan_table
 from loan_default.synthetic.generate import ensure_synthetic
+from loan_default.training import fitted as fitted_module
 from loan_default.training import outliers as outliers_module
 from loan_default.training.fitted import fit_filters
 from loan_default.training.outliers import (
@@ -302,13 +303,23 @@ def test_a_row_source_fits_like_its_array_without_building_all_rows_at_once(monk
         assert max(source.requests) == max_fit_rows and sum(source.requests) == max_fit_rows + 2 * len(X)
 
 
-def test_fit_filters_builds_the_outlier_matrix_by_rows_and_fits_as_on_the_whole_matrix(synthetic_pipeline):
+@pytest.mark.parametrize("max_fit_rows", [None, 1500])
+def test_fit_filters_builds_the_outlier_matrix_by_rows_and_fits_as_on_the_whole_matrix(
+    synthetic_pipeline, monkeypatch, max_fit_rows
+):
     train, _, preprocessor, f = synthetic_pipeline
     config = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "outlier" / "suod.yaml"))
+    if max_fit_rows is not None:  # the capped path, against the same cap on the whole matrix
+        config["max_fit_rows"] = max_fit_rows
+        f = OutlierFilter(seed=42, **config)
+        f.fit(preprocessor.outlier_matrix(train), train["default"].to_numpy())
+    monkeypatch.setattr(fitted_module, "CHUNK_ROWS", 500)  # the table is read a few hundred rows at a time
+    monkeypatch.setattr(outliers_module, "CHUNK_ROWS", 700)
     fitted = fit_filters(train, preprocessor, config, seed=42)
     assert fitted.outlier_filter.scores_.tobytes() == f.scores_.tobytes()
     np.testing.assert_array_equal(fitted.keep, f.keep_mask_)
     assert fitted.report["threshold"] == f.report["threshold"] and fitted.report["corrupted_recall"] >= 0.7
+    assert fitted.report["fit_rows"] == min(len(train), max_fit_rows or len(train))
 
 
 @pytest.mark.parametrize(("name", "stock"), [("COPOD", COPOD), ("ECOD", ECOD)])

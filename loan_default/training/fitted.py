@@ -76,7 +76,15 @@ class OutlierRows(RowSource):
         self.shape = (len(positions), len(preprocessor.outlier_names))
 
     def __getitem__(self, rows: slice | np.ndarray) -> np.ndarray:
-        return self._preprocessor.outlier_matrix(self._table.iloc[self._positions[rows]])
+        positions = self._positions[rows]
+        if len(positions) <= CHUNK_ROWS:
+            return self._preprocessor.outlier_matrix(self._table.iloc[positions])
+        # The fit subsample (up to outlier.max_fit_rows): copy CHUNK_ROWS of the table's rows at a time, not all.
+        out = np.empty((len(positions), self.shape[1]), dtype=np.float32)
+        for start in range(0, len(positions), CHUNK_ROWS):
+            part = self._table.iloc[positions[start : start + CHUNK_ROWS]]
+            out[start : start + CHUNK_ROWS] = self._preprocessor.outlier_matrix(part)
+        return out
 
 
 def fit_key(
