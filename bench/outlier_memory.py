@@ -15,9 +15,9 @@ fits the ``--loans`` data's own training rows (no resampling) uncapped and with 
     .venv/bin/python bench/outlier_memory.py --loans 100000 --caps 10000 20000 35000
 
 ``--stage`` measures the training stage instead: ``fit_filters`` (outlier matrix + filter, the preprocessor given) on
-the ``--loans`` data's compacted training rows (the columns setup passes) resampled to each size, peak above the rows frame:
+the ``--loans`` data's compacted loan table's training rows resampled to each size, peak above that table:
 
-    .venv/bin/python bench/outlier_memory.py --stage --rows 400000 800000 1600000
+    .venv/bin/python bench/outlier_memory.py --stage --loans 100000 --rows 400000 800000 1600000
 
 Last line JSON:
 per size (rows, extra MiB, seconds, flagged share) and ``bytes_per_row``, the least-squares slope of the extra against
@@ -100,7 +100,6 @@ def stage(rows: int, loans: int, data_dir: Path) -> dict:
     import outliers as bench_outliers  # bench/outliers.py
     from omegaconf import OmegaConf
 
-    from loan_default.core.features import INPUT_FIELDS
     from loan_default.core.preprocess import Preprocessor
     from loan_default.freddie.loans import compact_loan_table, load_loan_table
     from loan_default.synthetic.generate import ensure_synthetic
@@ -110,8 +109,7 @@ def stage(rows: int, loans: int, data_dir: Path) -> dict:
     folder = data_dir / f"synthetic_{loans}_{bench_outliers.DATA_SEED}"
     ensure_synthetic(folder, loans=loans, seed=bench_outliers.DATA_SEED)
     table = compact_loan_table(load_loan_table(folder=folder)[0])  # as setup holds it
-    columns = [name for name in table.columns if name in INPUT_FIELDS or name in ("default", "corrupted")]
-    train = table.iloc[split_loans(table, seed=bench_outliers.SPLIT_SEED)["train"]][columns]
+    train = table.iloc[split_loans(table, seed=bench_outliers.SPLIT_SEED)["train"]]
     preprocessor = Preprocessor().fit(train)
     frame = train.iloc[np.random.default_rng(0).integers(0, len(train), size=rows)].reset_index(drop=True)
     del table, train
