@@ -1,16 +1,17 @@
 """Peak memory and time of the outlier filter's fit (OutlierFilter.fit, SUOD defaults) against training rows.
 
     .venv/bin/python bench/outlier_memory.py                          # 200k, 400k, 800k training rows
-    .venv/bin/python bench/outlier_memory.py --rows 100000 1000000 --max-fit-rows 200000
+    .venv/bin/python bench/outlier_memory.py --quick                  # 150k-450k rows, a 50k cap
 
 The rows are the synthetic data's outlier matrix (bench/outliers.py's loader: the generator's files, read, split,
 preprocessed; ``--loans`` of them), resampled to each size with a little noise on the continuous columns so that rows
-are distinct, as float32 (what fit_filters passes). Each size runs in its own subprocess; the probe hands freed heap
-back to the system (malloc_trim, so the fit cannot hide in memory the data loading freed), resets the peak
+are distinct, as float32 (what a caller with a matrix passes). Each size runs in its own subprocess; the probe hands
+freed heap back to the system (malloc_trim, so the fit cannot hide in memory the data loading freed), resets the peak
 (/proc/self/clear_refs) right before the fit and reads VmHWM after it, so ``extra_mib`` is what the fit holds above
-the matrix and labels it was given. ``--compare`` also fits with the cap lifted (``max_fit_rows`` = rows) on the same
-rows and reports how many flags differ and the share of the generator's corrupted rows each flags. ``--caps`` instead
-fits the ``--loans`` data's own training rows (no resampling) uncapped and with each cap and compares them the same way:
+the matrix and labels it was given. The baseline, in the same run: the same sizes with the cap lifted (SUOD fitted on
+every row). ``--compare`` also fits with the cap lifted inside each capped run and reports how many flags differ and
+the share of the generator's corrupted rows each flags. ``--caps`` instead fits the ``--loans`` data's own training
+rows (no resampling) uncapped and with each cap and compares them the same way:
 
     .venv/bin/python bench/outlier_memory.py --loans 100000 --caps 10000 20000 35000
 
@@ -19,9 +20,8 @@ the ``--loans`` data's compacted loan table's training rows resampled to each si
 
     .venv/bin/python bench/outlier_memory.py --stage --loans 100000 --rows 400000 800000 1600000
 
-Last line JSON:
-per size (rows, extra MiB, seconds, flagged share) and ``bytes_per_row``, the least-squares slope of the extra against
-rows (the matrix itself adds 4 bytes a column).
+Last line JSON: per size (rows, extra MiB, seconds, flagged share), capped and uncapped, ``bytes_per_row`` and
+``uncapped_bytes_per_row`` (least-squares slopes of the extra against rows) and ``ratio_vs_uncapped``.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def one(rows: int, loans: int, data_dir: Path, max_fit_rows: int | None, compare
     return result
 
 
-def stage(rows: int, loans: int, data_dir: Path) -> dict:
+def stage(rows: int, loans: int, data_dir: Path, max_fit_rows: int | None) -> dict:
     """Peak of ``fit_filters`` (the outliers stage of setup) over ``rows`` resampled training rows."""
     import outliers as bench_outliers  # bench/outliers.py
     from omegaconf import OmegaConf
@@ -114,6 +114,8 @@ def stage(rows: int, loans: int, data_dir: Path) -> dict:
     frame = train.iloc[np.random.default_rng(0).integers(0, len(train), size=rows)].reset_index(drop=True)
     del table, train
     config = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "outlier" / "suod.yaml"))
+    if max_fit_rows is not None:
+        config["max_fit_rows"] = max_fit_rows
     ctypes.CDLL("libc.so.6").malloc_trim(0)
     before = _status_kib("VmRSS")
     with open("/proc/self/clear_refs", "w") as clear:
@@ -157,28 +159,11 @@ def quality(loans: int, data_dir: Path, caps: list[int]) -> dict:
     return {"rows": len(X), "corrupted": int(corrupted.sum()), "flagged_uncapped": int(runs[len(X)].sum())}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, nargs="+", default=[200_000, 400_000, 800_000])
-    parser.add_argument("--loans", type=int, default=20_000, help="synthetic loans the rows are resampled from")
-    parser.add_argument("--data-dir", type=Path, default=REPO / "data" / "bench")
-    parser.add_argument("--max-fit-rows", type=int, default=None, help="outlier.max_fit_rows (default: the code's)")
-    parser.add_argument("--compare", action="store_true", help="also fit with the cap lifted; compare the flags")
-    parser.add_argument("--caps", type=int, nargs="+", default=None, help="quality of capped fits on real rows")
-    parser.add_argument("--stage", action="store_true", help="measure fit_filters on resampled training rows")
-    parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.caps:
-        print(json.dumps(quality(args.loans, args.data_dir, args.caps)))
-        return
-    if args.one is not None:
-        if args.stage:
-            print(json.dumps(stage(args.one, args.loans, args.data_dir)))
-        else:
-            print(json.dumps(one(args.one, args.loans, args.data_dir, args.max_fit_rows, args.compare)))
-        return
+def measure(args: argparse.Namespace, max_fit_rows: int | None) -> list[dict]:
+    """One subprocess a size (its own peak), with ``max_fit_rows`` (None: the code's default; 0: each size's rows)."""
     results = []
     for rows in args.rows:
+        cap = rows if max_fit_rows == 0 else max_fit_rows
         cmd = [
             sys.executable,
             __file__,
@@ -189,19 +174,50 @@ def main() -> None:
             "--data-dir",
             str(args.data_dir),
         ]
-        if args.max_fit_rows is not None:
-            cmd += ["--max-fit-rows", str(args.max_fit_rows)]
-        if args.compare:
-            cmd.append("--compare")
-        if args.stage:
-            cmd.append("--stage")
+        cmd += [] if cap is None else ["--max-fit-rows", str(cap)]
+        cmd += (["--compare"] if args.compare else []) + (["--stage"] if args.stage else [])
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-        results.append(json.loads(out))
+        results.append({"max_fit_rows": cap, **json.loads(out)})
         print(results[-1], flush=True)
-    r = np.array([x["rows"] for x in results], dtype=float)
-    m = np.array([x["extra_mib"] for x in results]) * 2**20
-    slope = float(np.polyfit(r, m, 1)[0]) if len(results) > 1 else float("nan")
-    print(json.dumps({"sizes": results, "bytes_per_row": round(slope, 1)}))
+    return results
+
+
+def slope(results: list[dict]) -> float:
+    """Least-squares bytes a row of the extra peak against rows."""
+    rows = np.array([x["rows"] for x in results], dtype=float)
+    extra = np.array([x["extra_mib"] for x in results]) * 2**20
+    return round(float(np.polyfit(rows, extra, 1)[0]), 1) if len(results) > 1 else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[200_000, 400_000, 800_000])
+    parser.add_argument("--loans", type=int, default=20_000, help="synthetic loans the rows are resampled from")
+    parser.add_argument("--data-dir", type=Path, default=REPO / "data" / "bench")
+    parser.add_argument("--max-fit-rows", type=int, default=None, help="outlier.max_fit_rows (default: the code's)")
+    parser.add_argument("--compare", action="store_true", help="also fit with the cap lifted; compare the flags")
+    parser.add_argument("--caps", type=int, nargs="+", default=None, help="quality of capped fits on real rows")
+    parser.add_argument("--stage", action="store_true", help="measure fit_filters on resampled training rows")
+    parser.add_argument("--quick", action="store_true", help="150k-450k rows with a 50k cap")
+    parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.caps:
+        print(json.dumps(quality(args.loans, args.data_dir, args.caps)))
+        return
+    if args.one is not None:
+        if args.stage:
+            print(json.dumps(stage(args.one, args.loans, args.data_dir, args.max_fit_rows)))
+        else:
+            print(json.dumps(one(args.one, args.loans, args.data_dir, args.max_fit_rows, args.compare)))
+        return
+    if args.quick:
+        args.rows, args.max_fit_rows = [150_000, 300_000, 450_000], 50_000  # above the 65,536-row chunks
+    capped = measure(args, args.max_fit_rows)
+    uncapped = measure(args, 0)  # the baseline, in the same run: SUOD fitted on every row
+    ours, baseline = slope(capped), slope(uncapped)
+    print(f"bytes a training row: {ours} capped, {baseline} uncapped (SUOD on every row)")
+    summary = {"sizes": capped, "uncapped": uncapped, "bytes_per_row": ours, "uncapped_bytes_per_row": baseline}
+    print(json.dumps({**summary, "ratio_vs_uncapped": round(ours / baseline, 3) if baseline else None}))
 
 
 if __name__ == "__main__":
