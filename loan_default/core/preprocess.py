@@ -117,19 +117,25 @@ class Preprocessor:
             raise ValueError("cannot fit the Preprocessor on an empty table")
         counted = (*ft.ONE_HOT_FIELDS, *ft.CATEGORICAL_FIELDS)
         kept = (*ft.NUMERIC_FIELDS, "first_payment_date")  # what the continuous features are computed from
-        parts: dict[str, list[np.ndarray]] = {name: [] for name in kept}
+        # Filled in place, float32 while every value survives the round trip (the compact table's columns do), widened
+        # to float64 once otherwise: no per-chunk pieces left between the chunks' temporaries, no concatenated copy.
+        cols = {name: np.empty(len(positions), dtype=np.float32) for name in kept}
         counts = {field: Counter() for field in counted}
         has_missing = dict.fromkeys(ft.ONE_HOT_FIELDS, False)
+        start = 0
         for part in _chunks(df, positions, chunk):
             validated = ft.validate(ft.frame_columns(part))
             for name in kept:
-                parts[name].append(_narrow(validated[name]))
+                values = validated[name]
+                if cols[name].dtype == np.float32 and not _exact_in_float32(values):
+                    cols[name] = cols[name].astype(np.float64)
+                cols[name][start : start + len(values)] = values
+            start += len(part)
             for field in counted:
                 counts[field].update(pd.Series(validated[field], dtype=object).value_counts(dropna=True).to_dict())
             for field in ft.ONE_HOT_FIELDS:
                 has_missing[field] |= bool(pd.isna(validated[field]).any())
             del validated
-        cols = {name: np.concatenate(parts.pop(name)) for name in kept}  # each field's chunks freed once joined
         wide = {name: cols[name].astype(np.float64) for name in ("first_payment_date", "orig_rate")}
         self._rates = ft.RateTable.fit(wide["first_payment_date"], wide["orig_rate"])
         del wide
@@ -385,11 +391,9 @@ class Preprocessor:
             raise RuntimeError("the Preprocessor is not fitted: call fit(train_df) or Preprocessor.load(dir)")
 
 
-def _narrow(values: np.ndarray) -> np.ndarray:
-    """float32 when every value survives the round trip (the compact table's columns do), else unchanged: the fit
-    holds these columns for every training row, and widens each to float64 exactly when it uses it."""
-    narrow = values.astype(np.float32)
-    return narrow if np.array_equal(narrow.astype(values.dtype), values, equal_nan=True) else values
+def _exact_in_float32(values: np.ndarray) -> bool:
+    """Whether float32 holds every value exactly (the fit widens each column to float64 again when it uses it)."""
+    return np.array_equal(values.astype(np.float32).astype(np.float64), values, equal_nan=True)
 
 
 def _chunks(df: pd.DataFrame, positions: np.ndarray, chunk: int) -> Iterator[pd.DataFrame]:
