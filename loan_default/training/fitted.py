@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from loan_default.common.atomic import atomic_write, atomic_write_text, make_tree_readable
+from loan_default.common.memory import release_free_memory
 from loan_default.core.outlier_scorer import NPZ_NAME, OutlierScorer, write_outlier_state
 from loan_default.core.preprocess import CHUNK_ROWS, Preprocessor
 from loan_default.training.cache import file_lock
@@ -56,6 +57,7 @@ def fit_filters(
     ``rows`` (default: all), read by chunks (no copy of them is held); keep-mask (over ``rows``) and report."""
     rows = np.arange(len(table)) if rows is None else np.asarray(rows)
     preprocessor = preprocessor or Preprocessor().fit(table, rows=rows)
+    release_free_memory()  # the preprocessor fit's columns, before the outlier fit's own temporaries
     outlier_filter = OutlierFilter(seed=seed, **outlier)
     keep = outlier_filter.fit(OutlierRows(preprocessor, table, rows), table["default"].to_numpy()[rows])
     report = dict(outlier_filter.report)
