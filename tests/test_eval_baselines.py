@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import lightgbm as lgb
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
+from sklearn.preprocessing import OneHotEncoder
 
-from loan_default.training.evaluation.baselines import LOGISTIC_C, _row_sample, fit_baselines
+from loan_default.training.evaluation import baselines
+from loan_default.training.evaluation.baselines import (
+    LOGISTIC_C,
+    _logistic_train_design,
+    _row_sample,
+    fit_baselines,
+    lightgbm_params,
+)
 from loan_default.training.evaluation.metrics import binary_metrics, ranking_metrics
 from loan_default.training.evaluation.threshold import choose_threshold
+from loan_default.training.packed import PackedNumeric
 
 N_IDS = 5
 
@@ -112,3 +123,56 @@ def test_mismatched_columns_are_rejected():
         fit_baselines(train, val, test, ["a", "b"], seed=0)
     with pytest.raises(ValueError, match="unknown baselines"):
         fit_baselines(train, val, test, ["a"], seed=0, models=("xgboost",))
+
+
+def make_packed_split(rng: np.random.Generator, n: int):
+    """A split whose x_num has 0/1 columns after its 3 continuous ones, dense and as the DataModule's PackedNumeric."""
+    x_num, x_cat, _ = make_split(rng, n, nonlinear=True)
+    flags = (rng.random((n, 10)) < np.linspace(0.02, 0.98, 10)).astype(np.float32)
+    x_num = np.hstack([x_num, flags])
+    logit = 2.0 * np.sign(x_num[:, 0] * x_num[:, 1]) + 1.5 * flags[:, 1] - flags[:, 8] + 0.5 * (x_cat[:, 0] == 2) - 2.5
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.float32)
+    return (x_num, x_cat.astype(np.int32), y), (PackedNumeric.from_dense(x_num, 3), x_cat.astype(np.int32), y)
+
+
+@pytest.fixture(scope="module")
+def dense_and_packed():
+    rng = np.random.default_rng(4)
+    dense, packed = zip(*(make_packed_split(rng, n) for n in (3000, 1200, 1200)), strict=True)
+    return dense, packed, fit_baselines(*dense, ["state"], seed=3, n_jobs=1)
+
+
+def test_lightgbm_equals_a_dataset_from_the_dense_matrix(dense_and_packed):
+    """The Arrow table (bits as booleans, ids int32) bins exactly as the dense float32 matrix the old code built."""
+    (train, val, test), _, results = dense_and_packed
+    matrix = lambda s: np.hstack([s[0], s[1].astype(np.float32)])  # noqa: E731
+    params = lightgbm_params(seed=3, n_jobs=1)
+    train_set = lgb.Dataset(matrix(train), train[2])
+    booster = lgb.train(params, train_set, num_boost_round=2000, callbacks=[lgb.early_stopping(50, verbose=False)],
+                        valid_sets=[lgb.Dataset(matrix(val), val[2], reference=train_set)])  # fmt: skip
+    for split, proba in ((val, results["lightgbm"].val_proba), (test, results["lightgbm"].test_proba)):
+        np.testing.assert_array_equal(proba, booster.predict(matrix(split), num_iteration=booster.best_iteration))
+
+
+def test_packed_input_read_in_small_blocks_gives_the_dense_results(dense_and_packed, monkeypatch):
+    """Blocks stitched back together (several per split here) and PackedNumeric input change no probability."""
+    _, packed, dense_results = dense_and_packed
+    monkeypatch.setattr(baselines, "CHUNK_ROWS", 500)
+    monkeypatch.setattr(baselines, "LOGISTIC_BLOCK_ROWS", 256)
+    results = fit_baselines(*packed, ["state"], seed=3, n_jobs=1)
+    for name, result in results.items():
+        np.testing.assert_array_equal(result.val_proba, dense_results[name].val_proba)
+        np.testing.assert_array_equal(result.test_proba, dense_results[name].test_proba)
+
+
+def test_logistic_training_design_equals_encoding_everything_then_selecting(monkeypatch):
+    rng = np.random.default_rng(5)
+    (x_num, x_cat, y), packed = make_packed_split(rng, 2000)
+    encoder = OneHotEncoder(handle_unknown="ignore", dtype=np.float64).fit(x_cat)
+    rows = np.sort(rng.choice(len(y), 900, replace=False))
+    whole = sp.hstack([sp.csr_matrix(x_num.astype(np.float64)), encoder.transform(x_cat)], format="csr")[rows]
+    monkeypatch.setattr(baselines, "LOGISTIC_BLOCK_ROWS", 128)
+    design = _logistic_train_design(encoder, packed, rows)
+    assert design.shape == whole.shape
+    for attr in ("data", "indices", "indptr"):
+        np.testing.assert_array_equal(getattr(design, attr), getattr(whole, attr))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -10,6 +12,7 @@ from functools import partial
 
 import lightgbm as lgb
 import numpy as np
+import pyarrow as pa
 import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import OneHotEncoder
@@ -17,8 +20,9 @@ from sklearn.preprocessing import OneHotEncoder
 from loan_default.common.progress import progress
 from loan_default.training.evaluation.metrics import binary_metrics, ranking_metrics
 from loan_default.training.evaluation.threshold import ThresholdChoice, choose_threshold
+from loan_default.training.packed import CHUNK_ROWS
 
-# (x_num float32 (N, F), x_cat int64 (N, C), y (N,)): the DataModule's arrays for one split.
+# (x_num (N, F): float32 array or PackedNumeric, x_cat int (N, C), y (N,)): the DataModule's arrays for one split.
 Split = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
@@ -58,12 +62,64 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _logistic_design(encoder: OneHotEncoder | None, split: Split) -> sp.csr_matrix:
+def _row_blocks(n: int, rows: np.ndarray | None = None, size: int | None = None) -> list:
+    """Row selections of at most ``size`` (default `CHUNK_ROWS`) rows: slices of ``range(n)``, or pieces of the index
+    array ``rows``. The baselines read a split a block at a time, so no whole-split dense or float64 copy is ever held
+    (issue 13)."""
+    size = size or CHUNK_ROWS
+    if rows is None:
+        return [slice(start, min(start + size, n)) for start in range(0, n, size)]
+    return [rows[start : start + size] for start in range(0, len(rows), size)]
+
+
+_MALLOC_TRIM = getattr(ctypes.CDLL(None), "malloc_trim", None) if sys.platform.startswith("linux") else None
+
+
+def _release_free_memory() -> None:
+    """Give memory freed by the block-by-block building back to the OS before the next large allocation.
+
+    glibc keeps freed heap memory (its mmap threshold grows to the largest block freed, ~16 MB here) and Arrow's
+    mimalloc pool keeps its pages; LightGBM's training buffers then came on top of them: at 556k training rows the
+    LightGBM peak fell from 182 to 111 MiB with this (docs/decisions/0085-baseline-memory.md)."""
+    pa.default_memory_pool().release_unused()
+    if _MALLOC_TRIM is not None:  # glibc only; musl and macOS return freed memory themselves or have no such call
+        _MALLOC_TRIM(0)
+
+
+def _logistic_design(encoder: OneHotEncoder | None, split: Split, rows: slice | np.ndarray) -> sp.csr_matrix:
+    """The design matrix of ``split``'s ``rows``: float64 numeric columns (zeros not stored), then one-hot ids."""
     x_num, x_cat, _ = split
-    blocks = [sp.csr_matrix(x_num.astype(np.float64))]
+    blocks = [sp.csr_matrix(np.asarray(x_num[rows], dtype=np.float64))]
     if encoder is not None:
-        blocks.append(encoder.transform(x_cat))
+        blocks.append(encoder.transform(x_cat[rows]))
     return sp.hstack(blocks, format="csr")
+
+
+def _logistic_train_design(encoder: OneHotEncoder | None, split: Split, rows: np.ndarray) -> sp.csr_matrix:
+    """`_logistic_design` of ``rows``, block by block into arrays sized by a first counting pass.
+
+    Stacking the blocks (``sp.vstack``) would hold them and the result at once: twice the matrix (~12 bytes a stored
+    value, 29 values a row on the default data). The CSR arrays are identical, so the fit is too."""
+    blocks = _row_blocks(len(rows), rows, LOGISTIC_BLOCK_ROWS)
+    nnz = [np.count_nonzero(split[0][b]) + (encoder.transform(split[1][b]).nnz if encoder else 0) for b in blocks]
+    n_cols = split[0].shape[1] + (sum(len(c) for c in encoder.categories_) if encoder else 0)
+    index_dtype = np.int32 if max(sum(nnz), n_cols) < np.iinfo(np.int32).max else np.int64
+    data, indices = np.empty(sum(nnz)), np.empty(sum(nnz), index_dtype)
+    indptr = np.zeros(len(rows) + 1, index_dtype)
+    row, at = 0, 0
+    for block, count in zip(blocks, nnz, strict=True):
+        part = _logistic_design(encoder, split, block)
+        data[at : at + count], indices[at : at + count] = part.data, part.indices
+        indptr[row + 1 : row + 1 + len(block)] = part.indptr[1:] + at
+        row, at = row + len(block), at + count
+    return sp.csr_matrix((data, indices, indptr), shape=(len(rows), n_cols))
+
+
+def _logistic_proba(model: LogisticRegression, encoder: OneHotEncoder | None, split: Split) -> np.ndarray:
+    """P(default) for every row of ``split``, a block at a time (each row's score depends on that row alone)."""
+    blocks = _row_blocks(len(split[2]), size=LOGISTIC_BLOCK_ROWS)
+    proba = [model.predict_proba(_logistic_design(encoder, split, rows))[:, 1] for rows in blocks]
+    return np.concatenate(proba) if proba else np.empty(0)
 
 
 # Inverse regularisation strengths tried, strongest first (each fit warm-starts from the previous one), and the row
@@ -72,6 +128,8 @@ def _logistic_design(encoder: OneHotEncoder | None, split: Split) -> sp.csr_matr
 # the old fit took 124 s. docs/decisions/0053-faster-stronger-logistic-baseline.md.
 LOGISTIC_C = (0.001, 0.01, 0.1, 1.0)
 LOGISTIC_MAX_ROWS = 200_000
+# Rows encoded at a time: a block's dense float64 copy and COO indices take ~1 KB a row while it is converted.
+LOGISTIC_BLOCK_ROWS = 16_384
 
 
 def _row_sample(y: np.ndarray, max_rows: int, seed: int) -> np.ndarray:
@@ -100,39 +158,59 @@ def fit_logistic(
         # Ids unseen in train get an all-zero row: the model falls back to the intercept for that feature.
         encoder = OneHotEncoder(handle_unknown="ignore", dtype=np.float64).fit(train[1])
     rows = _row_sample(train[2], max_rows, seed)
-    x_train = _logistic_design(encoder, train)[rows]
-    x_val, x_test = (_logistic_design(encoder, s) for s in (val, test))
+    # Only the sampled rows are ever encoded: the same CSR matrix as encoding all rows, then selecting.
+    x_train = _logistic_train_design(encoder, train, rows)
+    _release_free_memory()
     model = LogisticRegression(class_weight="balanced", solver="lbfgs", tol=1e-6, max_iter=2000, warm_start=True,
                                random_state=seed)  # fmt: skip
     best = (-np.inf, None)
     for c in LOGISTIC_C:
         model.set_params(C=c).fit(x_train, train[2][rows])
-        val_p = model.predict_proba(x_val)[:, 1]
+        val_p = _logistic_proba(model, encoder, val)
         score = ranking_metrics(val[2], val_p)["auroc"]
         if score <= best[0]:  # weaker regularisation only overfits more from here on: stop the path
             break
-        best = (score, (val_p, model.predict_proba(x_test)[:, 1]))
+        best = (score, (val_p, _logistic_proba(model, encoder, test)))
     return best[1]
 
 
-def _lgb_matrix(split: Split) -> np.ndarray:
-    # float32 halves the copy; ids below 2**24 stay exact.
-    return np.hstack([split[0].astype(np.float32), split[1].astype(np.float32)])
+def _lgb_block(split: Split, rows: slice) -> np.ndarray:
+    """Rows as LightGBM sees them when predicting: x_num then x_cat, float32 (ids are exact below 2**24)."""
+    return np.hstack([np.asarray(split[0][rows], dtype=np.float32), split[1][rows].astype(np.float32)])
 
 
-def fit_lightgbm(
-    train: Split, val: Split, test: Split, seed: int, *, n_jobs: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Gradient-boosted trees with early stopping on val AUROC.
+def _lgb_table(split: Split) -> pa.Table:
+    """The same values as `_lgb_block` of every row, as an Arrow table built a block at a time: continuous columns
+    float32, x_num's 0/1 columns boolean (one bit each), ids int32, 71 bytes a row on the default data.
 
-    Categorical ids go in as plain numbers: ids are assigned by training frequency, so this is a frequency-ordered
-    encoding: native categorical splits overfit the high-cardinality fields (ZIP, MSA) within ~10 rounds. No class
-    re-weighting: it cost ROC-AUC, skews probabilities, and the threshold rule is rank-based
-    (docs/decisions/0006-lightgbm-categoricals.md).
+    LightGBM converts every value to double before binning, so the Dataset (bins, then trees and predictions) is
+    identical to the one built from the dense float32 matrix (268 bytes a row), which is never built."""
+    x_num, x_cat, _ = split
+    n_continuous = getattr(x_num, "n_continuous", x_num.shape[1])
+    names = [f"x_num_{j}" for j in range(x_num.shape[1])] + [f"x_cat_{j}" for j in range(x_cat.shape[1])]
+    batches = []
+    for rows in _row_blocks(len(x_cat)):
+        dense = np.asarray(x_num[rows], dtype=np.float32)
+        # Contiguous numpy columns become Arrow arrays without a copy (Arrow's own pool holds only the bitmaps).
+        columns = [pa.array(np.ascontiguousarray(dense[:, j])) for j in range(n_continuous)]
+        columns += [pa.array(dense[:, j] != 0) for j in range(n_continuous, dense.shape[1])]
+        columns += [pa.array(x_cat[rows, j].astype(np.int32)) for j in range(x_cat.shape[1])]
+        batches.append(pa.RecordBatch.from_arrays(columns, names=names))
+        del dense
+    _release_free_memory()  # the blocks' temporaries: LightGBM's bin sample comes next
+    return pa.Table.from_batches(batches)
 
-    ``n_jobs`` defaults to every available core; on a machine shared with other busy processes, fewer can be faster.
-    """
-    params = {
+
+def _lgb_proba(booster: lgb.Booster, split: Split) -> np.ndarray:
+    """P(default) for every row of ``split``, predicted a block at a time."""
+    n = len(split[2])
+    blocks = [booster.predict(_lgb_block(split, rows), num_iteration=booster.best_iteration) for rows in _row_blocks(n)]
+    return np.concatenate(blocks) if blocks else np.empty(0)
+
+
+def lightgbm_params(seed: int, n_jobs: int | None = None) -> dict:
+    """`fit_lightgbm`'s parameters (``n_jobs`` None: every available core)."""
+    return {
         "objective": "binary",
         # AUROC, not log loss: re-weighted training skews probabilities, so val log loss would stop far too early.
         "metric": "auc",
@@ -149,8 +227,26 @@ def fit_lightgbm(
         "num_threads": n_jobs or available_cores(),
         "verbosity": -1,
     }
-    train_set = lgb.Dataset(_lgb_matrix(train), train[2])
-    val_set = lgb.Dataset(_lgb_matrix(val), val[2], reference=train_set)
+
+
+def fit_lightgbm(
+    train: Split, val: Split, test: Split, seed: int, *, n_jobs: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient-boosted trees with early stopping on val AUROC.
+
+    Categorical ids go in as plain numbers: ids are assigned by training frequency, so this is a frequency-ordered
+    encoding: native categorical splits overfit the high-cardinality fields (ZIP, MSA) within ~10 rounds. No class
+    re-weighting: it cost ROC-AUC, skews probabilities, and the threshold rule is rank-based
+    (docs/decisions/0006-lightgbm-categoricals.md).
+
+    ``n_jobs`` defaults to every available core; on a machine shared with other busy processes, fewer can be faster.
+    """
+    params = lightgbm_params(seed, n_jobs)
+    # Binned here, not inside lgb.train, so that the tables (dropped once binned: free_raw_data) are given back
+    # before training allocates its buffers. The params go in now: they set the bin sample's seed.
+    train_set = lgb.Dataset(_lgb_table(train), train[2], params=params).construct()
+    val_set = lgb.Dataset(_lgb_table(val), val[2], reference=train_set).construct()
+    _release_free_memory()
     booster = lgb.train(
         params,
         train_set,
@@ -158,8 +254,7 @@ def fit_lightgbm(
         valid_sets=[val_set],
         callbacks=[lgb.early_stopping(50, verbose=False)],
     )
-    val_p, test_p = (booster.predict(_lgb_matrix(s), num_iteration=booster.best_iteration) for s in (val, test))
-    return val_p, test_p
+    return _lgb_proba(booster, val), _lgb_proba(booster, test)
 
 
 def _check_split(name: str, split: Split, n_num: int, n_cat: int) -> None:
@@ -201,6 +296,7 @@ def fit_baselines(
         start = time.perf_counter()
         val_p, test_p = fitters[name](train, val, test, seed)
         seconds = time.perf_counter() - start
+        _release_free_memory()
         choice = choose_threshold(val[2], val_p, recall_target=recall_target, cost_fn_fp=cost_fn_fp)
         test_metrics = binary_metrics(test[2], test_p, choice.threshold)
         results[name] = BaselineResult(
