@@ -243,6 +243,10 @@ def test_ranks_fit_once_hold_their_shard_and_evaluate_like_one_process(tiny_root
         ranks[1].arrays["train"][0], single.preprocessor.transform(single.table.iloc[shards[1]])[0]
     )
     assert ranks[0].schedule == ranks[1].schedule
+    # Only rank 0 evaluates: the others let the loan table go after setup (163 bytes a loan each).
+    assert ranks[0].table is not None and ranks[1].table is None
+    with pytest.raises(RuntimeError, match="rank 1 dropped the loan table"):
+        ranks[1].frame("test")
 
     ranks[0].use_whole_training_split()  # the evaluating rank, after training
     for mine, theirs in zip(ranks[0].arrays["train"], single.arrays["train"], strict=True):

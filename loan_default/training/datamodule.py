@@ -160,6 +160,9 @@ class LoanDataModule(L.LightningDataModule):
         plan = partial(self._plan_schedule, n_val_pos=int(self.arrays["val"][2].sum()))
         self.schedule = rank_schedule(y_whole, self.world_size, self.seed, plan)  # from the global counts
         log.info("Training schedule: %s", json.dumps(self.schedule.as_dict()))
+        if self.rank > 0:  # DDP: only rank 0 evaluates (train.py); the others train from their arrays alone
+            self.table = None
+            release_free_memory()
         self._is_setup = True
 
     # ------------------------------------------------------------------------------------------------------------
@@ -235,7 +238,12 @@ class LoanDataModule(L.LightningDataModule):
 
     def frame(self, split: str) -> pd.DataFrame:
         """The loan-table rows of a split (after outlier removal for train)."""
-        return self.table.iloc[self.split_index[split]]
+        return self._table().iloc[self.split_index[split]]
+
+    def _table(self) -> pd.DataFrame:
+        if self.table is None:
+            raise RuntimeError(f"DDP rank {self.rank} dropped the loan table after setup: only rank 0 evaluates")
+        return self.table
 
     def use_whole_training_split(self) -> None:
         """After a sharded DDP fit, on the rank that evaluates: every rank's training rows again, so the evaluation
@@ -243,7 +251,7 @@ class LoanDataModule(L.LightningDataModule):
         if len(self.split_index["train"]) == len(self.whole_train):
             return
         self.split_index["train"] = self.whole_train
-        self.arrays["train"] = self._arrays(self.table.iloc[self.whole_train])
+        self.arrays["train"] = self._arrays(self._table(), rows=self.whole_train)
         self._on_device = {key: t for key, t in self._on_device.items() if key[0] != "train"}
 
     # ------------------------------------------------------------------------------------------------------------
