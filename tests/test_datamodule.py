@@ -140,6 +140,8 @@ def test_resident_shuffle_plan_takes_each_row_at_most_once_per_epoch(fitted, mon
     n = len(fitted.arrays["train"][2])
     assert len(epoch1) == (n // 256) * 256 and len(set(epoch1.tolist())) == len(epoch1)
     assert not torch.equal(epoch1, epoch2)  # reshuffled every epoch
+    loader.plan.set_epoch(1)  # a resumed run replays epoch 1's permutation, not epoch 0's
+    assert torch.equal(torch.cat(list(loader.plan)), epoch2)
 
 
 def test_arrays_built_by_chunks_of_rows_equal_one_transform(fitted):

@@ -177,6 +177,8 @@ class LoanDataModule(L.LightningDataModule):
                 plan = self._balanced_sampler(DeviceBalancedSampler, device=device)
             else:
                 plan = ShufflePlan(len(tensors[0]), size, per_epoch, self.seed, device)
+                if self.trainer is not None:  # resumed runs continue the epoch sequence, as the samplers do
+                    plan.set_epoch(self.trainer.current_epoch)
             return ResidentBatches(tensors, plan, len(plan))
         data = self._dataset("train")
         if self._balanced:

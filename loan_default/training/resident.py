@@ -98,6 +98,12 @@ class ShufflePlan:
         self.device = torch.device(device)
         self.epoch = 0
 
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration use this epoch's permutation (a resumed run continues the sequence)."""
+        if int(epoch) < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self.epoch = int(epoch)
+
     def __len__(self) -> int:
         return self.per_epoch
 
