@@ -79,8 +79,8 @@ def _release_free_memory() -> None:
     """Give memory freed by the block-by-block building back to the OS before the next large allocation.
 
     glibc keeps freed heap memory (its mmap threshold grows to the largest block freed, ~16 MB here) and Arrow's
-    mimalloc pool keeps its pages; LightGBM's training buffers then came on top of them: at 556k training rows the
-    LightGBM peak fell from 182 to 111 MiB with this (docs/decisions/0085-baseline-memory.md)."""
+    mimalloc pool keeps its pages; LightGBM's training buffers then came on top of them
+    (docs/decisions/0085-baseline-memory.md)."""
     pa.default_memory_pool().release_unused()
     if _MALLOC_TRIM is not None:  # glibc only; musl and macOS return freed memory themselves or have no such call
         _MALLOC_TRIM(0)
