@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,6 +15,7 @@ import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import OneHotEncoder
 
+from loan_default.common.memory import release_free_memory
 from loan_default.common.progress import progress
 from loan_default.training.evaluation.metrics import binary_metrics, ranking_metrics
 from loan_default.training.evaluation.threshold import ThresholdChoice, choose_threshold
@@ -70,20 +69,6 @@ def _row_blocks(n: int, rows: np.ndarray | None = None, size: int | None = None)
     if rows is None:
         return [slice(start, min(start + size, n)) for start in range(0, n, size)]
     return [rows[start : start + size] for start in range(0, len(rows), size)]
-
-
-_MALLOC_TRIM = getattr(ctypes.CDLL(None), "malloc_trim", None) if sys.platform.startswith("linux") else None
-
-
-def _release_free_memory() -> None:
-    """Give memory freed by the block-by-block building back to the OS before the next large allocation.
-
-    glibc keeps freed heap memory (its mmap threshold grows to the largest block freed, ~16 MB here) and Arrow's
-    mimalloc pool keeps its pages; LightGBM's training buffers then came on top of them
-    (docs/decisions/0085-baseline-memory.md)."""
-    pa.default_memory_pool().release_unused()
-    if _MALLOC_TRIM is not None:  # glibc only; musl and macOS return freed memory themselves or have no such call
-        _MALLOC_TRIM(0)
 
 
 def _logistic_design(encoder: OneHotEncoder | None, split: Split, rows: slice | np.ndarray) -> sp.csr_matrix:
@@ -160,7 +145,7 @@ def fit_logistic(
     rows = _row_sample(train[2], max_rows, seed)
     # Only the sampled rows are ever encoded: the same CSR matrix as encoding all rows, then selecting.
     x_train = _logistic_train_design(encoder, train, rows)
-    _release_free_memory()
+    release_free_memory()  # the blocks' temporaries, before lbfgs allocates (decision 0085)
     model = LogisticRegression(class_weight="balanced", solver="lbfgs", tol=1e-6, max_iter=2000, warm_start=True,
                                random_state=seed)  # fmt: skip
     best = (-np.inf, None)
@@ -197,7 +182,7 @@ def _lgb_table(split: Split) -> pa.Table:
         columns += [pa.array(x_cat[rows, j].astype(np.int32)) for j in range(x_cat.shape[1])]
         batches.append(pa.RecordBatch.from_arrays(columns, names=names))
         del dense
-    _release_free_memory()  # the blocks' temporaries: LightGBM's bin sample comes next
+    release_free_memory()  # the blocks' temporaries: LightGBM's bin sample comes next
     return pa.Table.from_batches(batches)
 
 
@@ -246,7 +231,7 @@ def fit_lightgbm(
     # before training allocates its buffers. The params go in now: they set the bin sample's seed.
     train_set = lgb.Dataset(_lgb_table(train), train[2], params=params).construct()
     val_set = lgb.Dataset(_lgb_table(val), val[2], reference=train_set).construct()
-    _release_free_memory()
+    release_free_memory()
     booster = lgb.train(
         params,
         train_set,
@@ -296,7 +281,7 @@ def fit_baselines(
         start = time.perf_counter()
         val_p, test_p = fitters[name](train, val, test, seed)
         seconds = time.perf_counter() - start
-        _release_free_memory()
+        release_free_memory()  # this baseline's temporaries, before the next one's
         choice = choose_threshold(val[2], val_p, recall_target=recall_target, cost_fn_fp=cost_fn_fp)
         test_metrics = binary_metrics(test[2], test_p, choice.threshold)
         results[name] = BaselineResult(
