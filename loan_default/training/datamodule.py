@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 
 from loan_default.common.memory import release_free_memory
+from loan_default.common.progress import progress_bar
 from loan_default.core.features import INPUT_FIELDS
 from loan_default.core.preprocess import Preprocessor
 from loan_default.freddie.files import find_file_pairs
@@ -152,7 +153,7 @@ class LoanDataModule(L.LightningDataModule):
         self.split_index["train"] = shard_rows(self.whole_train, y_whole, self.rank, self.world_size, self.seed)
 
         release_free_memory()  # the fits' temporaries (common/memory.py)
-        self.arrays = {name: self._arrays(self.table, rows=idx) for name, idx in self.split_index.items()}
+        self.arrays = {name: self._arrays(self.table, rows=idx, desc=name) for name, idx in self.split_index.items()}
         release_free_memory()
         y_train = self.arrays["train"][2]
         if not y_train.any():
@@ -292,7 +293,7 @@ class LoanDataModule(L.LightningDataModule):
         )  # fmt: skip
 
     def _arrays(
-        self, frame: pd.DataFrame, chunk: int = 65_536, rows: np.ndarray | None = None
+        self, frame: pd.DataFrame, chunk: int = 65_536, rows: np.ndarray | None = None, desc: str = "split"
     ) -> tuple[PackedNumeric, np.ndarray, np.ndarray]:
         """(x_num float32 rows as `PackedNumeric`, x_cat int32, y float32) of ``frame``'s rows at positions ``rows``
         (default: all)."""
@@ -302,10 +303,12 @@ class LoanDataModule(L.LightningDataModule):
         rows = np.arange(len(frame)) if rows is None else np.asarray(rows)
         n_cont, n_num, n_cat = self.preprocessor.n_continuous, self.n_numeric, len(self.cat_cardinalities)
         x_num, x_cat = PackedNumeric(len(rows), n_cont, n_num - n_cont), np.empty((len(rows), n_cat), np.int32)
-        for start in range(0, len(rows), chunk):
-            num, cat = self.preprocessor.transform(frame.iloc[rows[start : start + chunk]])
-            x_num.put(start, num)
-            x_cat[start : start + len(cat)] = cat
+        with progress_bar(total=len(rows), desc=f"{desc} features", unit="row", unit_scale=True) as bar:
+            for start in range(0, len(rows), chunk):
+                num, cat = self.preprocessor.transform(frame.iloc[rows[start : start + chunk]])
+                x_num.put(start, num)
+                x_cat[start : start + len(cat)] = cat
+                bar.update(len(cat))
         return x_num, x_cat, frame["default"].to_numpy(dtype=np.float32)[rows]
 
     def _dataset(self, split: str) -> TensorBatchDataset:

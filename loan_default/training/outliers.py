@@ -57,6 +57,7 @@ from scipy.stats import skew
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
 
+from loan_default.common.progress import progress_bar
 from loan_default.core.outlier_scorer import (
     FORMAT,
     FORMAT_VERSION,
@@ -390,15 +391,20 @@ class OutlierFilter:
         model = self.detector_
         scores = np.empty(X.shape[0])
         started = time.perf_counter()
-        with captured_output("SUOD scoring"), parallel_config(max_nbytes=None):
+        # The bar lives outside the captured block (which redirects the descriptors): a chunk at a time is captured.
+        bar = progress_bar(total=X.shape[0], desc="outlier scores", unit="row", unit_scale=True)
+        with bar, parallel_config(max_nbytes=None):
             for start in range(0, X.shape[0], CHUNK_ROWS):
                 stop = min(start + CHUNK_ROWS, X.shape[0])
                 lo, hi = np.searchsorted(fit_rows, (start, stop))
                 others = np.ones(stop - start, dtype=bool)
                 others[fit_rows[lo:hi] - start] = False
                 if others.any():
-                    scores[start:stop][others] = model.decision_function(X[start:stop][others].astype(np.float64))
+                    rows = X[start:stop][others].astype(np.float64)
+                    with captured_output("SUOD scoring"):
+                        scores[start:stop][others] = model.decision_function(rows)
                 scores[fit_rows[lo:hi]] = fit_scores[lo:hi]
+                bar.update(stop - start)
         log.info(
             "Scored the other %d training rows with the fitted SUOD in %.1f s",
             X.shape[0] - fit_rows.size,
