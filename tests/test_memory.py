@@ -1,49 +1,60 @@
-"""common/memory.py: freed heap and Arrow pool pages go back to the OS when asked."""
+"""common/memory.py: freed heap and Arrow pool pages go back to the OS when asked.
+
+Each check runs in a fresh interpreter: in a long test process the heap already holds free chunks that new small
+blocks reuse, so whether freeing alone returns memory would depend on the tests before.
+"""
 
 from __future__ import annotations
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from loan_default.common.memory import _malloc_trim, release_free_memory
+from loan_default.common.memory import _malloc_trim
 
+REPO = Path(__file__).resolve().parents[1]
 
-def _rss_mib() -> float:
+PROBE = """
+import json, sys
+import numpy as np, pyarrow as pa, pyarrow.compute as pc
+from loan_default.common.memory import release_free_memory
+
+def rss():
     with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
+        return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS:"))
+
+release_free_memory()
+before = rss()
+if sys.argv[1] == "heap":  # 200 MiB in 8 KiB arrays: on the heap, whose top a later small block pins
+    blocks = [np.ones(1024) for _ in range(25_600)]
+    pin = np.ones(16)
+else:  # ~300 MiB of small Arrow buffers, which Arrow's pool keeps once freed
+    blocks = [pc.add(pa.array(np.arange(20_000)), 1) for _ in range(2_000)]
+del blocks
+kept = rss() - before
+release_free_memory()
+print(json.dumps({"kept": kept, "after": rss() - before, "pool": pa.default_memory_pool().backend_name}))
+"""
+
+
+def _probe(kind: str) -> dict:
+    run = subprocess.run([sys.executable, "-c", PROBE, kind], capture_output=True, text=True, check=True, cwd=REPO)
+    out = run.stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 @pytest.mark.skipif(_malloc_trim() is None, reason="glibc's malloc_trim is not available here")
-def test_freed_small_blocks_are_returned_only_when_released() -> None:
-    release_free_memory()
-    before = _rss_mib()
-    # 200 MiB in 8 KiB arrays: below glibc's mmap threshold, so they live on the heap, which keeps them once freed
-    # while a small block allocated after them pins the heap's top.
-    blocks = [np.ones(1024) for _ in range(25_600)]
-    pin = np.ones(16)
-    del blocks
-    kept = _rss_mib() - before
-    release_free_memory()
-    returned = kept - (_rss_mib() - before)
-    assert kept > 150, f"the heap should have kept the freed blocks ({kept:.0f} MiB)"
-    assert returned > 0.8 * kept, f"only {returned:.0f} of {kept:.0f} MiB went back"
-    del pin
+def test_freed_heap_blocks_are_returned_only_when_released() -> None:
+    got = _probe("heap")
+    assert got["kept"] > 150, f"the heap should have kept the freed blocks: {got}"
+    assert got["kept"] - got["after"] > 0.8 * got["kept"], f"release returned too little: {got}"
 
 
 def test_arrow_pool_pages_are_returned_when_released() -> None:
-    release_free_memory()
-    before = _rss_mib()
-    # ~300 MiB of small Arrow buffers (160 KB each): Arrow's pool (mimalloc here) keeps their pages once freed.
-    arrays = [pc.add(pa.array(np.arange(20_000)), 1) for _ in range(2_000)]
-    del arrays
-    kept = _rss_mib() - before
-    release_free_memory()
-    returned = kept - (_rss_mib() - before)
-    if kept < 100:
-        pytest.skip(f"this Arrow pool ({pa.default_memory_pool().backend_name}) returned the pages by itself")
-    assert returned > 0.7 * kept, f"only {returned:.0f} of {kept:.0f} MiB went back"
+    got = _probe("arrow")
+    if got["kept"] < 100:
+        pytest.skip(f"this Arrow pool ({got['pool']}) returned the pages by itself: {got}")
+    assert got["kept"] - got["after"] > 0.7 * got["kept"], f"release returned too little: {got}"
