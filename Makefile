@@ -50,7 +50,7 @@ test-ddp: $(STAMP) ## DDP shard tests with a two-rank CPU train.py run against a
 	$(PY) -m pytest -m slow tests/test_ddp_shards.py $(ARGS)
 
 bench: $(STAMP) ## Run the benchmarks in bench/ (each prints a ratio against a baseline measured in the same run)
-	@set -e; for b in bench/*.py; do echo "== $$b"; $(PY) $$b $(ARGS); done
+	@set -e; for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b $(ARGS); done
 
 serve: $(STAMP) ## Serve the newest model bundle over REST (ARGS="bundle=<path> port=8000")
 	$(PY) serve.py $(ARGS)

@@ -18,29 +18,24 @@ seconds at the largest size, and the largest probability difference between the 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import importlib.util
 import json
 import subprocess
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
+
+from _peak_memory import added_peak  # noqa: E402  (bench/_peak_memory.py: a helper, not a benchmark)
 
 MODULE = "loan_default/training/evaluation/baselines.py"
 SPLITS = ("train", "val", "test")
-
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def save_arrays(folder: Path, loans: int, cache: Path, out: Path) -> None:
@@ -99,13 +94,9 @@ def child(arrays: Path, fraction: float, model: str, ref: str | None, proba_out:
     import lightgbm  # noqa: F401  (imported before the mark, as train.py has it imported)
     import sklearn.linear_model  # noqa: F401
 
-    libc = ctypes.CDLL(None)
-    libc.malloc_trim(0)  # loading left freed heap behind: give it back first, so later trims cannot hide a peak
-    before = _status_kib("VmRSS")
-    with open("/proc/self/clear_refs", "w") as clear:
-        clear.write("5")  # reset VmHWM to the current RSS
-    result = module.fit_baselines(*splits, categorical, seed=42, models=(model,), n_jobs=threads)[model]
-    added = (_status_kib("VmHWM") - before) * 1024
+    fit = partial(module.fit_baselines, *splits, categorical, seed=42, models=(model,), n_jobs=threads)
+    results, added, _ = added_peak(fit)  # loading left freed heap behind: it is handed back before the mark
+    result = results[model]
     np.savez(proba_out, val=result.val_proba, test=result.test_proba)
     rows = {split: len(s[2]) for split, s in zip(SPLITS, splits, strict=True)}
     print(json.dumps({"added_bytes": added, "seconds": result.fit_seconds, "test_auroc": result.test_auroc, **rows}))

@@ -27,11 +27,9 @@ Last line JSON: per size (rows, extra MiB, seconds, flagged share), capped and u
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -40,13 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO))
 
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
+from _peak_memory import added_peak  # noqa: E402  (bench/_peak_memory.py: a helper, not a benchmark)
 
 
 def one(rows: int, loans: int, data_dir: Path, max_fit_rows: int | None, compare: bool) -> dict:
@@ -66,19 +58,12 @@ def one(rows: int, loans: int, data_dir: Path, max_fit_rows: int | None, compare
     del base, idx
     settings = {} if max_fit_rows is None else {"max_fit_rows": max_fit_rows}
     f = OutlierFilter(seed=42, **settings)
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    before = _status_kib("VmRSS")
-    with open("/proc/self/clear_refs", "w") as clear:
-        clear.write("5")  # reset VmHWM to the current RSS
-    start = time.perf_counter()
-    keep = f.fit(X, y)
-    seconds = time.perf_counter() - start
-    peak = _status_kib("VmHWM")
+    keep, added, seconds = added_peak(lambda: f.fit(X, y))
     flagged = f.scores_ > f.report["threshold"]
     result = {
         "rows": rows,
         "fit_rows": f.report["fit_rows"],
-        "extra_mib": round((peak - before) / 1024, 1),
+        "extra_mib": round(added / 2**20, 1),
         "seconds": round(seconds, 2),
         "flagged_share": round(float(flagged.mean()), 5),
         "corrupted_flagged": round(float(flagged[corrupted].mean()), 4),
@@ -116,17 +101,10 @@ def stage(rows: int, loans: int, data_dir: Path, max_fit_rows: int | None) -> di
     config = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "outlier" / "suod.yaml"))
     if max_fit_rows is not None:
         config["max_fit_rows"] = max_fit_rows
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    before = _status_kib("VmRSS")
-    with open("/proc/self/clear_refs", "w") as clear:
-        clear.write("5")
-    start = time.perf_counter()
-    fitted = fit_filters(frame, preprocessor, config, bench_outliers.SPLIT_SEED)
-    seconds = time.perf_counter() - start
-    peak = _status_kib("VmHWM")
+    fitted, added, seconds = added_peak(lambda: fit_filters(frame, preprocessor, config, bench_outliers.SPLIT_SEED))
     return {
         "rows": rows,
-        "extra_mib": round((peak - before) / 1024, 1),
+        "extra_mib": round(added / 2**20, 1),
         "seconds": round(seconds, 2),
         "flagged_share": round(fitted.report["flagged"] / rows, 5),
     }

@@ -280,7 +280,12 @@ def _logistic(l2: float, weight_sum: float, tol: float = 1e-6):
     C * sum_i w_i loss_i + |coef|^2 / 2, the same minimiser at C = 1 / (2 * l2 * sum_i w_i). Intercept unpenalised."""
     from sklearn.linear_model import LogisticRegression
 
-    return LogisticRegression(C=1.0 / (2.0 * l2 * weight_sum), tol=tol, max_iter=2000, warm_start=True)
+    return LogisticRegression(C=_inverse_strength(l2, weight_sum), tol=tol, max_iter=2000, warm_start=True)
+
+
+def _inverse_strength(l2: float, weight_sum: float) -> float:
+    """sklearn's C for the penalty ``l2`` on the mean weighted loss (see `_logistic`)."""
+    return 1.0 / (2.0 * l2 * weight_sum)
 
 
 def _weights(y: np.ndarray, w_pos: float) -> np.ndarray:
@@ -325,7 +330,7 @@ def _choose_l2(z_num: torch.Tensor, cat: torch.Tensor, y: torch.Tensor, w_pos: f
         for k in range(LINEAR_CV_FOLDS):
             train, held = fold != k, fold == k
             model = models[k] = models[k] or _logistic(l2, weight[train].sum(), tol=1e-4)
-            model.set_params(C=1.0 / (2.0 * l2 * weight[train].sum()))
+            model.set_params(C=_inverse_strength(l2, weight[train].sum()))
             model.fit(x[train], target[train], sample_weight=weight[train])
             p = np.clip(model.predict_proba(x[held])[:, 1], 1e-12, 1 - 1e-12)
             loss -= (weight[held] * (target[held] * np.log(p) + (1 - target[held]) * np.log(1 - p))).sum()

@@ -108,9 +108,9 @@ class Preprocessor:
     def fit(self, df: pd.DataFrame, rows: np.ndarray | None = None, chunk: int = CHUNK_ROWS) -> Preprocessor:
         """Fit on ``df`` (or only its rows at positions ``rows``, e.g. ``split_loans(...)["train"]``).
 
-        The table is read ``chunk`` rows at a time; what is kept whole is one float64 column per continuous feature
-        (quantiles and medians need every value) and value counts per code field, so the result is the same as
-        reading all rows at once, in ~70 bytes a row instead of the full width of the parsed table.
+        The table is read ``chunk`` rows at a time; what is kept whole is the fields the continuous features come
+        from (float32 where exact, one column each: quantiles and medians need every value), widened to float64 one
+        feature at a time, and value counts per code field: the result is the same as reading all rows at once.
         """
         positions = np.arange(len(df)) if rows is None else np.asarray(rows)
         if len(positions) == 0:
@@ -223,14 +223,16 @@ class Preprocessor:
         Freddie sentinel codes); equal to the batch result for the same loan."""
         return self._encode(ft.loan_columns(loan))
 
-    def outlier_matrix(self, df: pd.DataFrame, chunk: int = CHUNK_ROWS) -> np.ndarray:
-        """float32 (N, len(outlier_names)): the outlier detector's view of each loan (see the module docstring).
-        Built ``chunk`` rows at a time (each row's values depend on that row alone)."""
-        if len(df) <= chunk:
-            return self._outliers(ft.frame_columns(df))
-        out = np.empty((len(df), len(self.outlier_names)), dtype=np.float32)
-        for start in range(0, len(df), chunk):
-            out[start : start + chunk] = self._outliers(ft.frame_columns(df.iloc[start : start + chunk]))
+    def outlier_matrix(self, df: pd.DataFrame, chunk: int = CHUNK_ROWS, rows: np.ndarray | None = None) -> np.ndarray:
+        """float32 (N, len(outlier_names)): the outlier detector's view of each loan (see the module docstring), of
+        ``df``'s rows at positions ``rows`` (default: all). Built ``chunk`` rows at a time, reading only those rows
+        of ``df`` (each row's values depend on that row alone)."""
+        positions = np.arange(len(df)) if rows is None else np.asarray(rows)
+        out = np.empty((len(positions), len(self.outlier_names)), dtype=np.float32)
+        start = 0
+        for part in _chunks(df, positions, chunk):
+            out[start : start + len(part)] = self._outliers(ft.frame_columns(part))
+            start += len(part)
         return out
 
     def outlier_matrix_one(self, loan: Mapping[str, Any]) -> np.ndarray:

@@ -204,9 +204,16 @@ def _load_vintage(
 def _truth_index(paths: tuple[Path, ...], id_dtype) -> tuple[pd.Index, np.ndarray, pd.api.extensions.ExtensionArray]:
     """The truth files' loan ids (an index in the table's id dtype), `true_pd` and `corrupted`; read once per process
     for all the vintages it joins."""
-    truth = read_truth(list(paths))
-    ids = pd.Index(truth["loan_id"].astype(id_dtype))
-    return ids, truth["true_pd"].to_numpy(), pd.array(truth["corrupted"], dtype="Int8")
+    return _truth_columns(read_truth(list(paths)), id_dtype)
+
+
+def _truth_columns(truth: pd.DataFrame, id_dtype) -> tuple[pd.Index, np.ndarray, pd.api.extensions.ExtensionArray]:
+    """What `_join_truth` looks up: the truth's loan ids as an index in the table's id dtype, `true_pd`, `corrupted`."""
+    return (
+        pd.Index(truth["loan_id"].astype(id_dtype)),
+        truth["true_pd"].to_numpy(),
+        pd.array(truth["corrupted"], dtype="Int8"),
+    )
 
 
 def _check_unique_across(table: pd.DataFrame, vintages: list[str], ends: np.ndarray) -> None:
@@ -259,8 +266,7 @@ def join_truth(table: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
 
     Loans the truth does not cover get NaN and <NA> (`corrupted` then becomes a nullable Int8), with a warning.
     """
-    ids = pd.Index(truth["loan_id"].astype(table["loan_id"].dtype))
-    joined, uncovered = _join_truth(table, ids, truth["true_pd"].to_numpy(), pd.array(truth["corrupted"], dtype="Int8"))
+    joined, uncovered = _join_truth(table, *_truth_columns(truth, table["loan_id"].dtype))
     if uncovered:
         warnings.warn(f"{uncovered:,} loans have no row in the truth file", FreddieDataWarning, stacklevel=3)
     return joined

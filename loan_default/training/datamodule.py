@@ -21,7 +21,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sequential
 from loan_default.common.memory import release_free_memory
 from loan_default.common.progress import progress_bar
 from loan_default.core.features import INPUT_FIELDS
-from loan_default.core.preprocess import Preprocessor
+from loan_default.core.preprocess import CHUNK_ROWS, Preprocessor
 from loan_default.freddie.files import find_file_pairs
 from loan_default.freddie.labels import LabelConfig
 from loan_default.freddie.loans import compact_loan_table, load_loan_table
@@ -30,7 +30,7 @@ from loan_default.prep.table import read_manifest
 from loan_default.training.cache import cached_table, file_lock, fingerprint
 from loan_default.training.fitted import fit_once
 from loan_default.training.packed import PackedNumeric
-from loan_default.training.resident import ResidentBatches, ShufflePlan, eval_batches, to_device
+from loan_default.training.resident import ResidentBatches, ShufflePlan, eval_batch_rows, eval_batches, to_device
 from loan_default.training.sampler import BalancedBatchSampler, DeviceBalancedSampler
 from loan_default.training.schedule import Schedule, plan_schedule
 from loan_default.training.shards import check_world, rank_schedule, sampler_ranks, shard_rows
@@ -293,12 +293,12 @@ class LoanDataModule(L.LightningDataModule):
         )  # fmt: skip
 
     def _arrays(
-        self, frame: pd.DataFrame, chunk: int = 65_536, rows: np.ndarray | None = None, desc: str = "split"
+        self, frame: pd.DataFrame, chunk: int = CHUNK_ROWS, rows: np.ndarray | None = None, desc: str = "split"
     ) -> tuple[PackedNumeric, np.ndarray, np.ndarray]:
         """(x_num float32 rows as `PackedNumeric`, x_cat int32, y float32) of ``frame``'s rows at positions ``rows``
         (default: all)."""
         # Row chunks into preallocated arrays: neither the split's rows nor the transform's float64/object temporaries
-        # (~1 KB a loan) are ever held whole (issue 13 item 1). x_num's 0/1 columns as bits (59 instead of 252 bytes a
+        # (~1 KB a loan) are ever held whole (issue 13 item 1). x_num's 0/1 columns as bits (55 instead of 252 bytes a
         # row, training/packed.py); x_cat in int32 (ids < 2**31; embeddings take int32).
         rows = np.arange(len(frame)) if rows is None else np.asarray(rows)
         n_cont, n_num, n_cat = self.preprocessor.n_continuous, self.n_numeric, len(self.cat_cardinalities)
@@ -325,8 +325,7 @@ class LoanDataModule(L.LightningDataModule):
     def _eval_batch_size(self, device: torch.device | None) -> int:
         if self.eval_batch_size != "auto":
             return int(self.eval_batch_size)
-        # On an accelerator a batch costs about the same at any size up to tens of thousands of rows.
-        return 8192 if device is None or device.type == "cpu" else 65536
+        return eval_batch_rows(device)
 
     def _resident_device(self) -> torch.device | None:
         """The training device when the splits live there (`loan_default.training.resident`), else None."""

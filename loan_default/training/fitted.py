@@ -4,8 +4,9 @@
 cache: the first rank to take the lock fits and saves the result (preprocessor JSON, exported outlier detector,
 keep-mask, report); the others, waiting on the lock, load it. The key covers everything the fit reads: the training
 rows' content, a given (cross-validation) preprocessor, the outlier settings and the seed, so a changed table or setting
-never reuses a stale fit (and a later DDP run on the same rows and settings loads the same, deterministic, fit). Ranks on one machine (or on a shared cache folder) fit once; with a cache folder per machine
-each machine fits once, with the same seeded result. Nothing here is pickled.
+never reuses a stale fit (and a later DDP run on the same rows and settings loads the same, deterministic, fit). Ranks
+on one machine (or on a shared cache folder) fit once; with a cache folder per machine each machine fits once, with
+the same seeded result. Nothing here is pickled.
 """
 
 from __future__ import annotations
@@ -78,15 +79,8 @@ class OutlierRows(RowSource):
         self.shape = (len(positions), len(preprocessor.outlier_names))
 
     def __getitem__(self, rows: slice | np.ndarray) -> np.ndarray:
-        positions = self._positions[rows]
-        if len(positions) <= CHUNK_ROWS:
-            return self._preprocessor.outlier_matrix(self._table.iloc[positions])
-        # The fit subsample (up to outlier.max_fit_rows): copy CHUNK_ROWS of the table's rows at a time, not all.
-        out = np.empty((len(positions), self.shape[1]), dtype=np.float32)
-        for start in range(0, len(positions), CHUNK_ROWS):
-            part = self._table.iloc[positions[start : start + CHUNK_ROWS]]
-            out[start : start + CHUNK_ROWS] = self._preprocessor.outlier_matrix(part)
-        return out
+        # The fit subsample (up to outlier.max_fit_rows) too: the table's rows are copied a chunk at a time, not all.
+        return self._preprocessor.outlier_matrix(self._table, rows=self._positions[rows])
 
 
 def fit_key(

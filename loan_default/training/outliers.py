@@ -66,14 +66,13 @@ from loan_default.core.outlier_scorer import (
     OutlierScorer,
     write_outlier_state,
 )
+from loan_default.core.preprocess import CHUNK_ROWS  # rows scored (or checked) at a time outside SUOD
 
 log = logging.getLogger(__name__)
 
 METHODS = ("suod", "none")
 DETECTORS = ("IForest", "HBOS", "COPOD", "ECOD", "LOF")
 COMBINATIONS = ("average", "maximization")
-# Rows scored (or checked) at a time outside SUOD: bounds the float64 temporaries to a few MB whatever the row count.
-CHUNK_ROWS = 65536
 
 
 class RowSource(ABC):

@@ -3,7 +3,8 @@
 ``x_num`` has 60-odd float32 columns, but only its leading ``Preprocessor.n_continuous`` columns (scaled numeric and
 engineered features) take real values: the rest are 0/1 by construction (missing indicators, one-hot codes, flags).
 Held as float32 they were 252 of the ~600 bytes a training run kept per loan (issue 13: at most 400). `PackedNumeric`
-keeps the 0/1 columns as ``np.packbits`` (one bit each), so 63 columns of which 50 are 0/1 take 59 bytes a row.
+keeps the 0/1 columns as ``np.packbits`` (one bit each), so the default data's 63 columns, 51 of them 0/1, take 55
+bytes a row.
 
 Reading rows gives the float32 rows the dense array would have given, bit for bit: ``x[rows]`` (a slice, integer
 positions or a boolean mask), ``x.take(idx)`` (a training batch, ~35 us more than a dense gather for 1024 rows),
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-CHUNK_ROWS = 65_536  # rows unpacked at a time when a whole split is read: the dense temporary stays ~16 MB
+from loan_default.core.preprocess import CHUNK_ROWS  # rows unpacked at a time when a whole split is read
 
 
 class PackedNumeric:

@@ -17,9 +17,9 @@ from sklearn.preprocessing import OneHotEncoder
 
 from loan_default.common.memory import release_free_memory
 from loan_default.common.progress import progress
+from loan_default.core.preprocess import CHUNK_ROWS
 from loan_default.training.evaluation.metrics import binary_metrics, ranking_metrics
 from loan_default.training.evaluation.threshold import ThresholdChoice, choose_threshold
-from loan_default.training.packed import CHUNK_ROWS
 
 # (x_num (N, F): float32 array or PackedNumeric, x_cat int (N, C), y (N,)): the DataModule's arrays for one split.
 Split = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -100,11 +100,19 @@ def _logistic_train_design(encoder: OneHotEncoder | None, split: Split, rows: np
     return sp.csr_matrix((data, indices, indptr), shape=(len(rows), n_cols))
 
 
+def _proba_by_block(predict, split: Split, size: int | None = None) -> np.ndarray:
+    """``predict(rows)`` (P(default) of those rows) for every row of ``split``, ``size`` rows at a time (each row's
+    score depends on that row alone), written into one array."""
+    out = np.empty(len(split[2]))
+    for rows in _row_blocks(len(out), size=size):
+        out[rows] = predict(rows)
+    return out
+
+
 def _logistic_proba(model: LogisticRegression, encoder: OneHotEncoder | None, split: Split) -> np.ndarray:
-    """P(default) for every row of ``split``, a block at a time (each row's score depends on that row alone)."""
-    blocks = _row_blocks(len(split[2]), size=LOGISTIC_BLOCK_ROWS)
-    proba = [model.predict_proba(_logistic_design(encoder, split, rows))[:, 1] for rows in blocks]
-    return np.concatenate(proba) if proba else np.empty(0)
+    """P(default) for every row of ``split``, a block at a time."""
+    design = partial(_logistic_design, encoder, split)
+    return _proba_by_block(lambda rows: model.predict_proba(design(rows))[:, 1], split, LOGISTIC_BLOCK_ROWS)
 
 
 # Inverse regularisation strengths tried, strongest first (each fit warm-starts from the previous one), and the row
@@ -188,9 +196,9 @@ def _lgb_table(split: Split) -> pa.Table:
 
 def _lgb_proba(booster: lgb.Booster, split: Split) -> np.ndarray:
     """P(default) for every row of ``split``, predicted a block at a time."""
-    n = len(split[2])
-    blocks = [booster.predict(_lgb_block(split, rows), num_iteration=booster.best_iteration) for rows in _row_blocks(n)]
-    return np.concatenate(blocks) if blocks else np.empty(0)
+    return _proba_by_block(
+        lambda rows: booster.predict(_lgb_block(split, rows), num_iteration=booster.best_iteration), split
+    )
 
 
 def lightgbm_params(seed: int, n_jobs: int | None = None) -> dict:

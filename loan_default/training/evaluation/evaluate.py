@@ -27,6 +27,7 @@ from loan_default.training.evaluation.threshold import choose_threshold
 from loan_default.training.evaluation.uncertainty import report_intervals
 from loan_default.training.evaluation.validation import validate
 from loan_default.training.imbalance import prior_logit_offset
+from loan_default.training.resident import eval_batch_rows
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +40,7 @@ def predict_logits(
     training device: a GPU scores a million rows in well under a second) and the network left where it was."""
     home = next(net.parameters()).device
     device = torch.device(device or home)
-    # The knots' lookups hold ~8 float64/int64 copies of a batch: 65,536 rows were ~270 MB of temporaries on the CPU,
-    # where 8,192 rows score as fast; an accelerator gains from the larger batch.
-    batch = batch or (8192 if device.type == "cpu" else 65536)
+    batch = batch or eval_batch_rows(device)
     net.to(device).eval()
     out = np.empty(len(x_num), dtype=np.float64)  # written in place: no small results left between batches' blocks
     with torch.inference_mode():
